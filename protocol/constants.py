@@ -1,0 +1,71 @@
+"""Protocol constants: the single source for every number and name that SPEC.md states.
+
+SPEC.md quotes these values; tests/test_protocol_spec.py checks that the two agree, so a
+change here without a matching change in the spec fails the suite.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+PROTOCOL_VERSION = 1
+
+DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_STREAM_ENDPOINT = "tcp://127.0.0.1:5556"
+DEFAULT_SESSION = "main"
+
+# Limits. A control message body above MAX_MESSAGE_BYTES is answered with TOO_LARGE; the
+# socket itself refuses (and disconnects) senders above HARD_MESSAGE_BYTES so a hostile peer
+# cannot make the daemon allocate without bound.
+MAX_MESSAGE_BYTES = 64 * 1024
+HARD_MESSAGE_BYTES = 1024 * 1024
+MAX_PROMPT_CHARS = 2000
+MAX_ID_CHARS = 128
+MAX_NAME_CHARS = 64
+MAX_EVENT_NAME_CHARS = 128
+MAX_PAYLOAD_DEPTH = 16
+MAX_SEED = 2**63 - 1
+MAX_BLEND_BLOCKS = 64
+MAX_SIDE = 4096
+MAX_FPS = 240.0
+EVENTS_PER_SECOND = 100.0
+EVENT_BURST = 200
+MAX_SESSIONS = 8
+
+# A session name becomes part of a topic, so it is restricted to characters that cannot
+# collide with the topic separator.
+NAME_PATTERN = r"[A-Za-z0-9_-]+"
+
+HEARTBEAT_PERIOD_S = 1.0
+HEARTBEAT_LIVENESS = 3  # heartbeats missed before a client may consider the daemon gone
+
+TRANSITIONS = ("recache", "cut", "none", "blend")
+ENCODINGS = ("raw", "jpeg")
+
+# Stream topics (first frame of every message on the stream socket).
+TOPIC_FRAME = "frame"
+TOPIC_ACK = "ack"
+TOPIC_ERROR = "error"
+TOPIC_STATUS = "status"
+TOPIC_HEARTBEAT = "heartbeat"
+
+
+class ErrorCode(IntEnum):
+    """Numeric error codes: 1xx the message itself is bad, 2xx it does not fit the daemon's
+    state, 3xx a capacity limit was hit, 5xx the daemon failed."""
+
+    MALFORMED = 100
+    BAD_VERSION = 101
+    UNKNOWN_TYPE = 102
+    MISSING_FIELD = 103
+    BAD_FIELD = 104
+    TOO_LARGE = 105
+    PROMPT_TOO_LONG = 106
+    UNKNOWN_SESSION = 200
+    SESSION_EXISTS = 201
+    BAD_PROMPT = 202
+    UNKNOWN_MODEL = 203
+    UNSUPPORTED = 204
+    TOO_MANY_SESSIONS = 300
+    RATE_LIMITED = 301
+    INTERNAL = 500
