@@ -112,7 +112,7 @@ def plain_map(max_depth: int) -> Check:
                 if not isinstance(key, str):
                     raise ProtocolError(ErrorCode.BAD_FIELD, f"field '{name}' has a non-string map key {_short(key)}")
                 walk(name, item, depth + 1)
-        elif isinstance(value, (list, tuple)):
+        elif type(value) in (list, tuple):  # exact: msgpack's ExtType is a namedtuple
             for item in value:
                 walk(name, item, depth + 1)
         elif not isinstance(value, _PLAIN_SCALARS) or (isinstance(value, float) and not math.isfinite(value)):
