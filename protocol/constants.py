@@ -38,6 +38,8 @@ NAME_PATTERN = r"[A-Za-z0-9_-]+"
 
 HEARTBEAT_PERIOD_S = 1.0
 HEARTBEAT_LIVENESS = 3  # heartbeats missed before a client may consider the daemon gone
+STATUS_PERIOD_S = 2.0  # unsolicited status per session; also sent at once to new subscribers
+DUPLICATE_MEMORY = 4096  # recent event ids the daemon remembers to answer resends idempotently
 
 TRANSITIONS = ("recache", "cut", "none", "blend")
 ENCODINGS = ("raw", "jpeg")

@@ -150,7 +150,7 @@ def _stream() -> list[Vector]:
                                          "message": "no session named 'side'", "session": "side"}, "an event for a session that does not exist"),
         _ok("status", "stream", "status.main", {"v": 1, "type": "status", "id": "d-22", "session": "main", "model": "toy", "shape": [64, 64, 3],
                                                 "fps_target": 16.0, "fps_measured": 15.98, "latency_ms": 180.5, "latency_mean_ms": 210.0,
-                                                "pending_events": 0, "lookahead_blocks": 1, "cache_fill": 0.75, "frames_dropped": 0,
+                                                "pending_events": 0, "lookahead_blocks": 1, "cache_fill": 0.75, "frames_late": 0,
                                                 "frame": 320, "block": 80, "prompt_id": "ev-0003", "prompt": "a red ball rolls over green grass",
                                                 "paused": False, "seed": 42, "request_id": None}, "the state of session 'main'"),
         _ok("heartbeat", "stream", "heartbeat", {"v": 1, "type": "heartbeat", "id": "d-23", "time": 1700000001.0, "period": 1.0,

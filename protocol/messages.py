@@ -224,7 +224,7 @@ class Status(StreamMessage):
     pending_events: int = spec(COUNT)
     lookahead_blocks: int = spec(COUNT)
     cache_fill: float = spec(number(0.0, 1.0))
-    frames_dropped: int = spec(COUNT)
+    frames_late: int = spec(COUNT)
     frame: int = spec(FRAME_INDEX)
     block: int = spec(FRAME_INDEX)
     prompt_id: str | None = spec(optional(ID))

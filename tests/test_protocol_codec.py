@@ -41,7 +41,7 @@ STREAM_EXAMPLES = [
     Error(id="e1", event_id=None, code=100, name="MALFORMED", message="body is not valid msgpack"),
     Error(id="e2", event_id="p9", code=202, name="BAD_PROMPT", message="unknown word 'zzz'", session="main"),
     Status(id="s1", session="main", model="toy", shape=(64, 64, 3), fps_target=16.0, fps_measured=15.9, latency_ms=None,
-           latency_mean_ms=None, pending_events=0, lookahead_blocks=1, cache_fill=0.5, frames_dropped=3, frame=100,
+           latency_mean_ms=None, pending_events=0, lookahead_blocks=1, cache_fill=0.5, frames_late=3, frame=100,
            block=25, prompt_id=None, prompt="", paused=True, seed=0, request_id="st"),
     Heartbeat(id="h1", time=1.7e9, period=1.0, sessions=("main", "side")),
 ]
