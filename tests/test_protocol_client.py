@@ -81,7 +81,7 @@ def test_send_prompt_resends_until_acked(context):
         with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
             ack = ctl.send_prompt("a red ball", timeout=5)
         assert ack.frame == 12 and ack.status == "ok"
-        (event_id, copies), = peer.copies.items()  # every copy carried the same id
+        (_, copies), = peer.copies.items()  # every copy carried the same id
         assert copies >= 3
     finally:
         peer.close()
