@@ -176,6 +176,8 @@ class Viewer:
         if encoding not in C.ENCODINGS:
             raise ValueError(f"encoding must be one of {C.ENCODINGS}, got {encoding!r}")
         self.sessions = None if sessions is None else frozenset(sessions)
+        self.missed = 0  # frames lost on the way (gaps in frame indices), e.g. at the high-water mark
+        self._last_frame: dict[str, int] = {}
         self.stream_sub = _socket(context or zmq.Context.instance(), zmq.SUB, stream, curve)
         prefixes = [f"{C.TOPIC_FRAME}.{encoding}."] if self.sessions is None else [
             f"{C.TOPIC_FRAME}.{encoding}.{s}" for s in sorted(self.sessions)]
@@ -194,9 +196,16 @@ class Viewer:
             if not self._wanted(msg):
                 continue  # topic prefixes overlap: 'frame.raw.main' also matches 'main2'
             if isinstance(msg, Frame):
+                self._count_gap(msg)
                 return Picture(msg, to_image(msg))
             assert isinstance(msg, (Ack, Error, Status, Heartbeat))
             return msg
+
+    def _count_gap(self, frame: Frame) -> None:
+        last = self._last_frame.get(frame.session)
+        if last is not None and frame.frame > last + 1:
+            self.missed += frame.frame - last - 1
+        self._last_frame[frame.session] = frame.frame  # a lower index: the session was reopened
 
     def _wanted(self, msg: StreamMessage) -> bool:
         session = getattr(msg, "session", None)

@@ -163,3 +163,19 @@ def test_viewer_yields_pictures_of_its_sessions_only(context, encoding):
         assert np.abs(picture.image.astype(int) - image.astype(int)).max() <= tolerance
     finally:
         peer.close()
+
+
+def test_viewer_counts_frames_lost_on_the_way(context):
+    image = np.zeros((2, 2, 3), dtype=np.uint8)
+
+    def on_subscribe(topic):
+        return [_frame("main", "raw", image, i) for i in (3, 4, 7, 8)] if topic.startswith(b"frame.") else []
+
+    peer = Peer(lambda _m, _s: [], on_subscribe)
+    try:
+        with Viewer(peer.stream, context=context) as view:
+            indices = [p.frame.frame for p in view.frames(timeout=1)]
+            assert indices == [3, 4, 7, 8]
+            assert view.missed == 2
+    finally:
+        peer.close()
