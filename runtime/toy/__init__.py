@@ -1,0 +1,1 @@
+"""The embedded toy world: procedural scenes, prompts, tokenizer and an attribute probe."""
