@@ -204,7 +204,16 @@ class CausalWanModel(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, e0, text_kv[i], i, cache)
         x = self.head(x, e.view(B, Fp, cfg.dim))  # [B, F, T, pt*ph*pw*C]
-        # unpatchify: channel (p*ph*pw + q*pw + r)*C + c of token (f, h, w) -> (c, f*pt+p, h*ph+q, w*pw+r)
-        x = x.view(B, Fp, rows, cols, pt, ph, pw, cfg.out_dim)
-        x = torch.einsum("bfhwpqrc->bcfphqwr", x)
-        return x.reshape(B, cfg.out_dim, Fp * pt, rows * ph, cols * pw)
+        return unpatchify(x, (rows, cols), cfg.patch_size, cfg.out_dim)
+
+
+def unpatchify(x: Tensor, grid: tuple[int, int], patch: tuple[int, int, int], channels: int) -> Tensor:
+    """[B, F, rows*cols, pt*ph*pw*C] -> [B, C, F*pt, rows*ph, cols*pw].
+
+    Channel (p*ph*pw + q*pw + r)*C + c of token (f, h, w) goes to (c, f*pt+p, h*ph+q, w*pw+r).
+    """
+    B, Fp = x.shape[:2]
+    (rows, cols), (pt, ph, pw) = grid, patch
+    x = x.reshape(B, Fp, rows, cols, pt, ph, pw, channels)
+    x = torch.einsum("bfhwpqrc->bcfphqwr", x)
+    return x.reshape(B, channels, Fp * pt, rows * ph, cols * pw)
