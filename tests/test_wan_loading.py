@@ -150,7 +150,7 @@ def test_load_components_merged_float32(weights):
     # VAE: decoder only, weights as stored, decodes a block
     assert not hasattr(comp.vae, "encoder")
     assert torch.equal(comp.vae.decoder.conv1.weight, src["vae"]["decoder.conv1.weight"])
-    assert comp.streaming_decoder().decode(torch.randn(1, 3, 16, 2, 2)).shape == (1, 9, 3, 16, 16)
+    assert comp.streaming_decoder().decode(torch.randn(1, 16, 3, 2, 2)).shape == (1, 3, 9, 16, 16)
 
 
 def test_unmerged_lora_equals_merged_to_tolerance(weights):

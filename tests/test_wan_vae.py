@@ -36,9 +36,9 @@ def decode_in_blocks(vae: WanVAE, z: torch.Tensor, sizes: list[int],
     dec = StreamingDecoder(vae, frames_per_call)
     outs, start = [], 0
     for n in sizes:
-        outs.append(dec.decode(z[:, start:start + n]))
+        outs.append(dec.decode(z[:, :, start:start + n]))
         start += n
-    return torch.cat(outs, dim=1), [o.shape[1] for o in outs]
+    return torch.cat(outs, dim=2), [o.shape[2] for o in outs]
 
 
 def test_official_parameter_counts_and_key_shapes():
@@ -87,9 +87,9 @@ def test_decoder_only_build_has_no_encoder_keys():
 @pytest.mark.parametrize("sizes", [[3, 3, 3], [1, 3, 3, 2], [2, 4, 3], [9], [1] * 9])
 def test_streaming_decode_equals_one_shot(sizes):
     vae = tiny_vae()
-    z = torch.randn(2, 9, 16, 4, 6)  # [B, F, C, h, w], the generator's layout
-    whole = vae.decode(z.transpose(1, 2)).transpose(1, 2)  # one call, every frame at once
-    assert whole.shape == (2, 33, 3, 32, 48)
+    z = torch.randn(2, 16, 9, 4, 6)  # [B, C, F, h, w]
+    whole = vae.decode(z, frames_per_call=None)  # one call, every frame at once
+    assert whole.shape == (2, 3, 33, 32, 48)
     assert 0.05 < whole.abs().mean() < 0.9  # not saturated: the comparison means something
     for fpc in (1, 2, None):
         got, counts = decode_in_blocks(vae, z, sizes, fpc)
@@ -100,20 +100,20 @@ def test_streaming_decode_equals_one_shot(sizes):
 def test_blocks_of_three_give_9_then_12_frames():
     vae = tiny_vae()
     dec = StreamingDecoder(vae)
-    z = torch.randn(1, 9, 16, 2, 2)
-    assert [dec.decode(z[:, i:i + 3]).shape[1] for i in (0, 3, 6)] == [9, 12, 12]
+    z = torch.randn(1, 16, 9, 2, 2)
+    assert [dec.decode(z[:, :, i:i + 3]).shape[2] for i in (0, 3, 6)] == [9, 12, 12]
     assert dec.latent_frames == 9
     dec.reset()  # a new stream starts over with the first-frame rule
-    assert dec.decode(z[:, :3]).shape[1] == 9
+    assert dec.decode(z[:, :, :3]).shape[2] == 9
 
 
 def test_decode_is_causal_in_time():
     vae = tiny_vae()
-    z = torch.randn(1, 6, 16, 2, 3)
-    base = vae.decode(z.transpose(1, 2))
+    z = torch.randn(1, 16, 6, 2, 3)
+    base = vae.decode(z)
     z2 = z.clone()
-    z2[:, 3] += 1.0  # change latent frame 3: pixel frames 1 + 4*2 = 9 onwards may change
-    moved = vae.decode(z2.transpose(1, 2))
+    z2[:, :, 3] += 1.0  # change latent frame 3: pixel frames 1 + 4*2 = 9 onwards may change
+    moved = vae.decode(z2)
     assert torch.equal(base[:, :, :9], moved[:, :, :9])
     assert not torch.allclose(base[:, :, 9:13], moved[:, :, 9:13])
 
@@ -143,8 +143,8 @@ def test_bf16_latent_stats_round_std_before_reciprocal():
 def test_bfloat16_streaming_matches_float32():
     vae32 = tiny_vae()
     vae16 = tiny_vae(dtype=torch.bfloat16)
-    z = torch.randn(1, 5, 16, 4, 4)
-    ref = vae32.decode(z.transpose(1, 2)).transpose(1, 2)
+    z = torch.randn(1, 16, 5, 4, 4)
+    ref = vae32.decode(z)
     got, _ = decode_in_blocks(vae16, z.to(torch.bfloat16), [2, 3], 1)
     assert got.dtype == torch.float32
     assert (got - ref).abs().mean() < 0.02
@@ -169,8 +169,9 @@ def test_encode_shapes_and_roundtrip_layout():
 
 
 def test_to_uint8_matches_reference_arithmetic():
-    x = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.999, 1.0, 3.0]).view(1, 1, 1, 1, 7).expand(1, 1, 3, 1, 7)
+    x = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.999, 1.0, 3.0]).view(1, 1, 1, 1, 7).expand(1, 3, 1, 1, 7)
     u = to_uint8(x)
-    assert u.dtype == torch.uint8
-    assert u[0, 0, 0, 0].tolist() == [0, 0, 63, 127, 254, 255, 255]  # truncation, as the scripts do
-    assert to_uint8(torch.zeros(2, 3, 4, 5), channels_last=True).shape == (2, 4, 5, 3)
+    assert u.dtype == torch.uint8 and u.shape == (1, 1, 1, 7, 3)
+    assert u[0, 0, 0, :, 0].tolist() == [0, 0, 63, 127, 254, 255, 255]  # truncation, as the scripts do
+    rgb = torch.stack([torch.full((2, 4, 5), v) for v in (-1.0, 0.0, 1.0)]).unsqueeze(0)  # [1, 3, 2, 4, 5]
+    assert to_uint8(rgb)[0, 1, 2, 3].tolist() == [0, 127, 255]  # channels end up last

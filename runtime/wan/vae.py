@@ -324,10 +324,9 @@ class WanVAE(nn.Module):
         return (mu - mean) * inv_std
 
     @torch.no_grad()
-    def decode(self, latents: Tensor) -> Tensor:
+    def decode(self, latents: Tensor, frames_per_call: int | None = 1) -> Tensor:
         """Normalised latents [B, z_dim, T, h, w] -> pixels [B, 3, 4T-3, 8h, 8w] in [-1, 1], float32."""
-        dec = StreamingDecoder(self)
-        return dec.decode(latents.transpose(1, 2)).transpose(1, 2)
+        return StreamingDecoder(self, frames_per_call).decode(latents)
 
 
 class StreamingDecoder:
@@ -353,13 +352,13 @@ class StreamingDecoder:
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
-        """latents [B, F, z_dim, h, w] (the generator's layout, normalised) -> [B, T, 3, 8h, 8w].
+        """Normalised latents [B, z_dim, F, h, w] (the engine's layout) -> pixels [B, 3, T, 8h, 8w].
 
         Pixels are float32 in [-1, 1]; T = 1 + 4(F-1) on the stream's first call, else 4F.
         """
         vae = self.vae
         w = vae.conv2.weight
-        z = latents.to(device=w.device, dtype=w.dtype).transpose(1, 2)  # [B, z_dim, F, h, w]
+        z = latents.to(device=w.device, dtype=w.dtype)
         mean, inv_std = vae.latent_stats(z.dtype, z.device)
         z = vae.conv2(z / inv_std + mean)  # un-normalise in the latent dtype, as the reference
         step = self.frames_per_call or max(z.shape[2], 1)
@@ -368,8 +367,8 @@ class StreamingDecoder:
         if not out:
             b, _, _, h, w_ = z.shape
             up = 2 ** (len(vae.cfg.dim_mult) - 1)
-            return z.new_zeros(b, 0, 3, up * h, up * w_, dtype=torch.float32)
-        return torch.cat(out, dim=2).float().clamp_(-1, 1).transpose(1, 2)  # [B, T, 3, H, W]
+            return z.new_zeros(b, 3, 0, up * h, up * w_, dtype=torch.float32)
+        return torch.cat(out, dim=2).float().clamp_(-1, 1)
 
 
 def pixel_frames(latent_frames: int, first_call: bool = True) -> int:
@@ -379,10 +378,10 @@ def pixel_frames(latent_frames: int, first_call: bool = True) -> int:
     return 4 * latent_frames - 3 if first_call else 4 * latent_frames
 
 
-def to_uint8(frames: Tensor, channels_last: bool = False) -> Tensor:
-    """[..., 3, H, W] in [-1, 1] -> uint8 [..., 3, H, W] (or [..., H, W, 3]).
+def to_uint8(pixels: Tensor) -> Tensor:
+    """Pixels [B, 3, T, H, W] in [-1, 1] -> uint8 frames [B, T, H, W, 3] (RGB, what writers want).
 
     Same arithmetic as the reference scripts: (x*0.5+0.5).clamp(0,1)*255, truncated to uint8.
     """
-    x = ((frames.float().clamp(-1, 1) * 0.5 + 0.5).clamp_(0, 1) * 255.0).to(torch.uint8)
-    return x.movedim(-3, -1) if channels_last else x
+    x = ((pixels.float().clamp(-1, 1) * 0.5 + 0.5).clamp_(0, 1) * 255.0).to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1)
