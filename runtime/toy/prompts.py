@@ -88,7 +88,7 @@ def make_prompt(attrs: Attributes, rng: np.random.Generator) -> str:
         sky=_pick(rng, SKY_PHRASES[attrs.sky]),
         weather=_pick(rng, WEATHER_CLAUSES[attrs.weather]),
     )
-    return text[0].upper() + text[1:]
+    return ". ".join(part[0].upper() + part[1:] for part in text.split(". "))
 
 
 def phrase_tables() -> dict[str, dict[str, tuple[str, ...]]]:

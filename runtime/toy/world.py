@@ -2,9 +2,10 @@
 
 A 64x64 RGB frame shows a sky (rows 0..43) over a ground band (rows 44..63) and one object,
 the "player", that rolls, bounces or rests on a floor line inside the ground band. Weather is
-drawn as sparse particles in front of everything. The world is horizontally periodic (a
-torus in x): a rolling object leaves on one side and re-enters on the other, so "rolls to
-the left" stays true for an endless stream and a clip never has to bounce off a wall.
+sparse particles drawn behind the object, a background layer as in 2D games, so the player
+sprite stays whole (a white flake on it would read as a hole). The world is horizontally
+periodic (a torus in x): a rolling object leaves on one side and re-enters on the other, so
+"rolls to the left" stays true for an endless stream and never bounces off a wall.
 
 Everything is deterministic: physics is exact (parabolic arcs, no integration drift) and
 particles are a function of the scene's `seed` and the frame time `t`. Rendering is
@@ -385,8 +386,8 @@ def render(states: Sequence[SceneState]) -> np.ndarray:
     if water:
         t = np.array([states[i].t for i in water])
         img[water, HORIZON:] += _ground_texture("water", t)[..., None]
-    _draw_objects(img, states)
     _draw_weather(img, states)
+    _draw_objects(img, states)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -427,3 +428,27 @@ def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.
         prompts = [make_prompt(first, rng)] * switch + [make_prompt(second, rng)] * (n_frames - switch)
     positions = np.array([(s.x, s.y) for s in states], np.float32)
     return Clip(render(states), prompts, [s.attrs for s in states], positions, switch)
+
+
+def contact_sheet(frames: np.ndarray, per_row: int = 12, scale: int = 2, gap: int = 2) -> np.ndarray:
+    """Frames [T, H, W, 3] uint8 tiled row by row, scaled by `scale`, on a white grid."""
+    n, h, w, _ = frames.shape
+    rows = -(-n // per_row)
+    tile_h, tile_w = h * scale + gap, w * scale + gap
+    sheet = np.full((rows * tile_h - gap, per_row * tile_w - gap, 3), 255, np.uint8)
+    big = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    for i, frame in enumerate(big):
+        r, c = divmod(i, per_row)
+        sheet[r * tile_h:r * tile_h + h * scale, c * tile_w:c * tile_w + w * scale] = frame
+    return sheet
+
+
+if __name__ == "__main__":  # python -m runtime.toy.world OUT.png [SEED]: the docs' sheet
+    import sys
+
+    from PIL import Image
+
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    clip = sample_clip(np.random.default_rng(seed), 48, switch_prob=1.0, switch_align=12)
+    Image.fromarray(contact_sheet(clip.frames)).save(sys.argv[1])
+    print(f"switch at frame {clip.switch_frame}\n  {clip.prompts[0]}\n  {clip.prompts[-1]}")
