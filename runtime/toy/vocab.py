@@ -43,7 +43,8 @@ SYNONYMS = {
     "afternoon": "daytime", "sun": "sunny", "moon": "night", "moonlit": "starlit",
     "cloudy": "overcast", "thunder": "thundery", "thunderstorm": "storm", "lightning": "storm",
     "ice": "frozen", "icy": "frozen", "winter": "snowy", "pond": "lake", "river": "water",
-    "lagoon": "lake", "grassland": "meadow", "gold": "golden", "navy": "blue", "rose": "pink", "indigo": "violet",
+    "lagoon": "lake", "grassland": "meadow", "gold": "golden", "navy": "blue", "rose": "pink",
+    "indigo": "violet",
     "leftwards": "leftward", "rightwards": "rightward", "towards": "to", "below": "beneath",
     "upon": "on", "through": "across",
 }

@@ -38,8 +38,8 @@ SHAPES = ("ball", "cube", "triangle")
 MOTIONS = ("left", "right", "bounce", "rest")
 WEATHERS = ("clear", "rain", "snow")
 
-# Gradient stops, top to bottom (RGB 0..255). Object colours below keep a distance of at
-# least ~70 from every sky and ground row, even shaded, so the probe can separate them.
+# Gradient stops, top to bottom (RGB 0..255). Object colours below stay more than 60 away
+# from every sky and ground row, at any shade, so the probe can separate them (tested).
 SKY_STOPS = {
     "day": ((84, 156, 230), (130, 192, 242), (190, 228, 250)),
     "sunset": ((150, 85, 100), (235, 135, 80), (252, 180, 130)),
@@ -94,7 +94,7 @@ _LEGAL = {"sky": SKIES, "ground": GROUNDS, "colour": COLOURS, "shape": SHAPES,
 class SceneState:
     """Full state of one frame: attributes, object centroid (px, y down), velocity, time.
 
-    `seed` fixes the weather particles and the clip's look; it never changes in a stream.
+    `seed` fixes the weather particles; it never changes within a stream.
     """
 
     attrs: Attributes
@@ -174,16 +174,17 @@ def switched_attributes(rng: np.random.Generator, attrs: Attributes,
 
 # ----------------------------------------------------------------------------- physics
 
-def initial_state(rng: np.random.Generator, attrs: Attributes, seed: int | None = None) -> SceneState:
+def initial_state(rng: np.random.Generator, attrs: Attributes) -> SceneState:
     """A random start consistent with the motion (a bounce starts at a random phase)."""
-    seed = int(rng.integers(2**31)) if seed is None else seed
+    seed = int(rng.integers(2**31))
     y_rest = FLOOR - BOTTOM_OFFSET[attrs.shape]
     y, vy = y_rest, 0.0
     if attrs.motion == "bounce":
         tau = rng.uniform(0, 2 * BOUNCE_SPEED / GRAVITY)  # time since the last launch
         y = y_rest - (BOUNCE_SPEED * tau - GRAVITY * tau**2 / 2)
         vy = -(BOUNCE_SPEED - GRAVITY * tau)
-    return SceneState(attrs, float(rng.uniform(0, SIZE)), float(y), _vx(attrs.motion), float(vy), 0, seed)
+    x = float(rng.uniform(0, SIZE))
+    return SceneState(attrs, x, float(y), _vx(attrs.motion), float(vy), 0, seed)
 
 
 def _vx(motion: str) -> float:
@@ -252,7 +253,9 @@ def _gradient(stops: Sequence[Sequence[int]], n: int) -> np.ndarray:
 @lru_cache(maxsize=None)
 def sky_rows(sky: str) -> np.ndarray:
     """[HORIZON, 3] float32 colour of each sky row (the sky is uniform along x)."""
-    return _gradient(SKY_STOPS[sky], HORIZON)
+    rows = _gradient(SKY_STOPS[sky], HORIZON)
+    rows.flags.writeable = False  # cached and shared
+    return rows
 
 
 @lru_cache(maxsize=None)
@@ -260,6 +263,7 @@ def ground_rows(ground: str) -> np.ndarray:
     """[SIZE - HORIZON, 3] float32 mean colour of each ground row, before texture."""
     rows = _gradient(GROUND_STOPS[ground], SIZE - HORIZON)
     rows[0] = np.minimum(rows[0] + 18, 255)  # a lit rim makes the horizon read as an edge
+    rows.flags.writeable = False  # cached and shared
     return rows
 
 
@@ -319,9 +323,11 @@ def _draw_objects(img: np.ndarray, states: Sequence[SceneState]) -> None:
     # Work in a window around each object: a full frame would cost 5x more for nothing.
     xs = np.array([s.x for s in states], np.float32)[:, None, None]
     ys = np.array([s.y for s in states], np.float32)[:, None, None]
-    offsets = np.arange(-_WINDOW // 2, _WINDOW // 2)
-    cols = (np.floor(xs).astype(int) + offsets[None, None, :]) % SIZE  # [T, 1, W], wraps in x
-    rows = np.clip(np.floor(ys).astype(int) - _WINDOW // 2, 0, SIZE - _WINDOW) + offsets[None, :, None] + _WINDOW // 2
+    span = np.arange(_WINDOW)
+    left = np.floor(xs).astype(int) - _WINDOW // 2
+    cols = (left + span[None, None, :]) % SIZE  # [T, 1, W], wraps in x
+    top = np.clip(np.floor(ys).astype(int) - _WINDOW // 2, 0, SIZE - _WINDOW)
+    rows = top + span[None, :, None]  # [T, W, 1]
     frame = np.arange(len(states))[:, None, None]
     dx = (cols - xs + SIZE / 2) % SIZE - SIZE / 2  # [T, 1, W]
     dy = rows - ys  # [T, W, 1]
@@ -425,12 +431,14 @@ def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.
         second = switched_attributes(rng, first, split)
         states = trajectory(state, switch)
         states += trajectory(with_attributes(step(states[-1]), second), n_frames - switch)
-        prompts = [make_prompt(first, rng)] * switch + [make_prompt(second, rng)] * (n_frames - switch)
+        prompts = [make_prompt(first, rng)] * switch
+        prompts += [make_prompt(second, rng)] * (n_frames - switch)
     positions = np.array([(s.x, s.y) for s in states], np.float32)
     return Clip(render(states), prompts, [s.attrs for s in states], positions, switch)
 
 
-def contact_sheet(frames: np.ndarray, per_row: int = 12, scale: int = 2, gap: int = 2) -> np.ndarray:
+def contact_sheet(frames: np.ndarray, per_row: int = 12, scale: int = 2,
+                  gap: int = 2) -> np.ndarray:
     """Frames [T, H, W, 3] uint8 tiled row by row, scaled by `scale`, on a white grid."""
     n, h, w, _ = frames.shape
     rows = -(-n // per_row)
