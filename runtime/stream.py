@@ -21,6 +21,7 @@ from torch import Tensor
 
 from runtime.dit import CausalWanModel
 from runtime.kv_cache import CacheConfig, KVCache, RowLayout
+from runtime.profiling import StageClock, stage
 from runtime.schedule import FlowSchedule
 
 Transition = Literal["recache", "cut", "none"]
@@ -124,6 +125,7 @@ class Engine:
         self.text_k = torch.zeros(kv_shape, device=self.device, dtype=self.dtype)
         self.text_v = torch.zeros(kv_shape, device=self.device, dtype=self.dtype)
         self.streams: dict[int, Stream] = {}
+        self.clock: StageClock | None = None  # attach one to time the stages (benchmarks)
 
     # -- stream lifecycle ------------------------------------------------------------------
 
@@ -158,21 +160,24 @@ class Engine:
             raise ValueError("step() got a closed stream or one from another engine")
         order = sorted(range(len(streams)), key=lambda i: streams[i].row)
         batch = [streams[i] for i in order]
-        for s in batch:
-            s._apply_pending()
+        with stage(self.clock, "transitions"):
+            for s in batch:
+                s._apply_pending()
         F = self.cfg.frames_per_block
         rows = [s.row for s in batch]
         self.cache.prepare(rows, [s.layout for s in batch], [s.frame for s in batch], F)
         text_kv = self._text_kv(rows)
-        x = self._noise(batch)
-        sigmas = self.schedule.step_sigmas
-        for k, t in enumerate(self.schedule.step_timesteps):
-            v = self.model(x, self._timesteps(len(batch), t), text_kv, self.cache)
-            x0 = (x.float() - sigmas[k] * v.float()).to(self.dtype)
-            if k + 1 < len(sigmas):
-                x = torch.cat([self.schedule.renoise(x[i:i + 1], x0[i:i + 1], sigmas[k], sigmas[k + 1],
-                                                     s.generator) for i, s in enumerate(batch)])
-        self.model(x0, self._timesteps(len(batch), 0.0), text_kv, self.cache)  # clean K/V for the cache
+        with stage(self.clock, "denoise"):
+            x = self._noise(batch)
+            sigmas = self.schedule.step_sigmas
+            for k, t in enumerate(self.schedule.step_timesteps):
+                v = self.model(x, self._timesteps(len(batch), t), text_kv, self.cache)
+                x0 = (x.float() - sigmas[k] * v.float()).to(self.dtype)
+                if k + 1 < len(sigmas):
+                    x = torch.cat([self.schedule.renoise(x[i:i + 1], x0[i:i + 1], sigmas[k], sigmas[k + 1],
+                                                         s.generator) for i, s in enumerate(batch)])
+        with stage(self.clock, "context"):
+            self.model(x0, self._timesteps(len(batch), 0.0), text_kv, self.cache)  # clean K/V for the cache
         for i, s in enumerate(batch):
             s.frame += F
             s.history.extend(x0[i].unbind(1))

@@ -1,0 +1,116 @@
+"""A model ready to stream frames: text encoder -> engine -> frame decoder.
+
+``load_pipeline(name)`` builds one from the model registry. The daemon, the benchmark and a
+game embedding the engine in-process all go through this object::
+
+    pipe = load_pipeline("toy")
+    stream = pipe.open_stream(pipe.encode_prompt("a red ball rolls over the grass"), seed=0)
+    frames = pipe.step([stream])[0]            # uint8 [n, H, W, 3]
+    stream.switch_prompt(pipe.encode_prompt("night falls; snow covers the ground"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from runtime.profiling import stage
+from runtime.stream import Engine, Stream, Transition
+
+
+class PromptError(ValueError):
+    """The prompt cannot be encoded (empty, too long, unknown words, ...); the message says why."""
+
+
+class TextEncoder(Protocol):
+    def __call__(self, text: str) -> Tensor:
+        """Prompt -> conditioning [text_len, text_dim]; raises PromptError on a bad prompt."""
+
+
+class FrameDecoder(Protocol):
+    def decode(self, latents: Tensor) -> np.ndarray:
+        """One block of latents [C, F, H, W] -> RGB uint8 [n, H', W', 3]. May keep state between blocks."""
+
+
+class VideoStream:
+    """A latent ``Stream`` plus its decoder state and its count of emitted RGB frames."""
+
+    def __init__(self, latent: Stream, decoder: FrameDecoder):
+        self.latent = latent
+        self.decoder = decoder
+        self.frame_index = 0  # RGB frames emitted so far: the index of the next frame
+
+    def switch_prompt(self, cond: Tensor, transition: Transition = "recache",
+                      global_sink: bool | None = None) -> None:
+        self.latent.switch_prompt(cond, transition, global_sink)
+
+    def blend_to(self, cond: Tensor, blocks: int) -> None:
+        self.latent.blend_to(cond, blocks)
+
+    def set_seed(self, seed: int) -> None:
+        self.latent.set_seed(seed)
+
+
+@dataclass
+class Pipeline:
+    name: str
+    engine: Engine
+    text_encoder: TextEncoder
+    make_decoder: Callable[[], FrameDecoder]
+    fps: float  # playback rate of the decoded frames
+    frame_shape: tuple[int, int]  # (H, W) of the decoded frames
+    frames_per_block: int  # decoded frames per block in steady state
+
+    def encode_prompt(self, text: str) -> Tensor:
+        if not isinstance(text, str) or not text.strip():
+            raise PromptError("the prompt is empty")
+        return self.text_encoder(text)
+
+    def open_stream(self, cond: Tensor, seed: int = 0) -> VideoStream:
+        return VideoStream(self.engine.open(cond, seed), self.make_decoder())
+
+    def close_stream(self, stream: VideoStream) -> None:
+        self.engine.close(stream.latent)
+
+    def step(self, streams: Sequence[VideoStream]) -> list[np.ndarray]:
+        """One block for every stream, in one batched forward; decoded RGB frames per stream."""
+        latents = self.engine.step([s.latent for s in streams])
+        out = []
+        for s, lat in zip(streams, latents):
+            with stage(self.engine.clock, "decode"):
+                frames = s.decoder.decode(lat)
+            s.frame_index += len(frames)
+            out.append(frames)
+        return out
+
+
+Builder = Callable[..., Pipeline]
+MODELS: dict[str, Builder] = {}
+
+
+def register_model(name: str, builder: Builder) -> None:
+    """Make ``load_pipeline(name, ...)`` call ``builder(device=, dtype=, weights=, max_streams=, ...)``."""
+    MODELS[name] = builder
+
+
+def load_pipeline(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                  weights: str | None = None, max_streams: int = 4, **options) -> Pipeline:
+    _register_builtin_models()
+    try:
+        builder = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {sorted(MODELS)}") from None
+    return builder(device=torch.device(device), dtype=dtype, weights=weights, max_streams=max_streams,
+                   **options)
+
+
+def _register_builtin_models() -> None:
+    if MODELS:
+        return
+    from runtime import random_model
+
+    register_model("random-small", random_model.build)
