@@ -55,7 +55,7 @@ configs = st.tuples(
 ).map(lambda t: dict(sink=t[0], block=t[1], window=t[0] + t[1] + t[2]))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=configs, extra_blocks=st.integers(2, 5), seed=st.integers(0, 2**16))
 def test_ring_buffer_matches_reference(model, schedule, cfg, extra_blocks, seed):
     n_blocks = cfg["window"] // cfg["block"] + extra_blocks  # well past the window
@@ -67,7 +67,7 @@ def test_ring_buffer_matches_reference(model, schedule, cfg, extra_blocks, seed)
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=configs, switches=st.sets(st.integers(1, 9), min_size=1, max_size=3),
        global_sink=st.booleans(), relative=st.booleans(), seed=st.integers(0, 2**16))
 def test_recache_matches_reference(model, schedule, cfg, switches, global_sink, relative, seed):
