@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class Daemon:
         self._wake_recv.bind(wake)
         self._wake_send = self.context.socket(zmq.PAIR)
         self._wake_send.connect(wake)
+        self._wake_lock = threading.RLock()  # re-entrant: a signal may arrive while close() holds it
         self.poller = zmq.Poller()
         for sock in (self.sockets.control_sub, self.sockets.stream_pub, self._wake_recv, self.sockets.zap):
             if sock is not None:
@@ -107,8 +109,13 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask `run()` to return; safe from a signal handler or from one other thread."""
-        self._stopping = True
-        self._wake_send.send(b"", zmq.NOBLOCK)
+        with self._wake_lock:  # the loop closes the wake socket under the same lock
+            self._stopping = True
+            if not self._wake_send.closed:
+                try:
+                    self._wake_send.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # wake-ups already queued: the loop will see the flag
 
     def turn(self) -> None:
         now = self.clock()
@@ -305,7 +312,7 @@ class Daemon:
             index = first + offset
             for encoding in encodings:
                 data = np.ascontiguousarray(image) if encoding == "raw" else self._jpeg(image)
-                self._publish(Frame(id=self._id(), session=session.name, frame=index, block=session.block - 1,
+                self._publish(Frame(id=self._id(), session=session.name, frame=index, block=session.block,
                                     t=index / session.pacer.fps, wall=session.pacer.due_wall(index),
                                     prompt_id=session.prompt_id, shape=image.shape, encoding=encoding, data=data))
 
@@ -358,5 +365,6 @@ class Daemon:
         self.sessions.clear()
         self.sockets.close()
         self._wake_recv.close()
-        self._wake_send.close()
+        with self._wake_lock:
+            self._wake_send.close()
         self.context.term()
