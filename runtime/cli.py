@@ -9,6 +9,7 @@ import sys
 
 COMMAND_MODULES = (
     "runtime.bench",
+    "runtime.daemon.cli",
 )
 
 

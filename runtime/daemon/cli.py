@@ -25,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add serve, send, watch and bench-protocol; each sets `run(args) -> exit code`."""
     serve = subparsers.add_parser("serve", help="run the daemon (loopback by default)")
     serve.add_argument("--model", default=None, help="model to serve (default: toy if its weights load, else random-small)")
+    serve.add_argument("--weights", default=None, help="weights file or folder, for models that load them")
     serve.add_argument("--device", default="cpu")
     _endpoints(serve)
     serve.add_argument("--session", default=C.DEFAULT_SESSION, help="session opened at start ('' for none)")
@@ -91,7 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.daemon.sockets import CurveServer
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    pipe = load_model(args.model, args.device, args.max_sessions)
+    pipe = load_model(args.model, args.weights, args.device, args.max_sessions)
     defaults = DaemonConfig()
     config = DaemonConfig(
         control=args.control, stream=args.stream, default_session=args.session or None,
@@ -109,15 +110,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model(name: str | None, device: str, max_sessions: int) -> Pipeline:
+def load_model(name: str | None, weights: str | None, device: str, max_sessions: int) -> Pipeline:
     """The named model, or by default the embedded toy model, falling back to random-small
     while the toy model is not available (not registered or its weights file is missing)."""
     from runtime.pipeline import load_pipeline
 
     if name is not None:
-        return load_pipeline(name, device=device, max_streams=max_sessions)
+        return load_pipeline(name, device=device, weights=weights, max_streams=max_sessions)
     try:
-        return load_pipeline("toy", device=device, max_streams=max_sessions)
+        return load_pipeline("toy", device=device, weights=weights, max_streams=max_sessions)
     except (ValueError, OSError) as exc:
         logging.getLogger("longlive.daemon").warning("toy model unavailable (%s); serving random-small", exc)
         return load_pipeline("random-small", device=device, max_streams=max_sessions)
