@@ -112,5 +112,7 @@ def _register_builtin_models() -> None:
     if MODELS:
         return
     from runtime import random_model
+    from runtime.wan import model as longlive_model
 
     register_model("random-small", random_model.build)
+    register_model("longlive-1.3b", longlive_model.build)
