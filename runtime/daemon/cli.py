@@ -89,16 +89,21 @@ def _curve(args: argparse.Namespace) -> CurveClient | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.daemon.daemon import Daemon, DaemonConfig
-    from runtime.daemon.sockets import CurveServer
+    from runtime.daemon.sockets import CurveServer, check_endpoints
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
+    try:
+        check_endpoints(args.control, args.stream, curve)  # before the slow model load
+    except ValueError as exc:
+        print(f"longlive serve: {exc}", file=sys.stderr)
+        return 2
     pipe = load_model(args.model, args.weights, args.device, args.max_sessions)
     defaults = DaemonConfig()
     config = DaemonConfig(
         control=args.control, stream=args.stream, default_session=args.session or None,
         default_prompt=args.prompt or defaults.default_prompt, seed=args.seed, lookahead_blocks=args.lookahead,
-        max_sessions=args.max_sessions, hwm=args.hwm, jpeg_quality=args.jpeg_quality,
-        curve=CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None)
+        max_sessions=args.max_sessions, hwm=args.hwm, jpeg_quality=args.jpeg_quality, curve=curve)
     daemon = Daemon(pipe, config)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: daemon.stop())

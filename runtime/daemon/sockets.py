@@ -30,12 +30,17 @@ class CurveServer:
     clients_dir: Path | None = None
 
 
+def check_endpoints(control: str, stream: str, curve: CurveServer | None) -> None:
+    """Raise ValueError if an endpoint is reachable from other machines and CURVE is off."""
+    for endpoint in (control, stream):
+        if curve is None and not is_loopback(endpoint):
+            raise ValueError(f"refusing to bind {endpoint} without CURVE: it is reachable from other machines; "
+                             "pass a server key (--curve-secret) or bind to 127.0.0.1 / ipc://")
+
+
 class DaemonSockets:
     def __init__(self, context: zmq.Context, control: str, stream: str, hwm: int, curve: CurveServer | None) -> None:
-        for endpoint in (control, stream):
-            if curve is None and not is_loopback(endpoint):
-                raise ValueError(f"refusing to bind {endpoint} without CURVE: it is reachable from other machines; "
-                                 "pass a server key (--curve-secret) or bind to 127.0.0.1 / ipc://")
+        check_endpoints(control, stream, curve)
         self.auth: Authenticator | None = None
         if curve is not None and curve.clients_dir is not None:
             # The ZAP handler must exist before the first handshake, so before binding.
