@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import msgpack
 import pytest
 import torch
+import zmq
 
 from protocol import Ack, Error, ErrorCode, Prompt, Status, encode
 from protocol.client import Controller, Picture, RemoteError, Viewer
@@ -255,3 +256,23 @@ def test_paced_stream_holds_fps_and_lookahead_and_resumes_without_burst(pipe):
     assert len(within_1s) <= fps * 1.0 + 2 * F
     walls = [p.frame.wall for _, p in after]
     assert all(b - a == pytest.approx(1 / fps, abs=1e-6) for a, b in zip(walls, walls[1:]))
+
+
+def test_stalled_and_vanished_viewers_do_not_hold_back_others(pipe):
+    with daemon_on(pipe, hwm=4) as (_, control, stream), Viewer(stream, acks=False, status=False) as view:
+        context = zmq.Context()
+        try:
+            stalled = context.socket(zmq.SUB)  # subscribes to everything and never reads
+            stalled.rcvhwm = 1
+            stalled.connect(stream)
+            stalled.subscribe(b"")
+            vanished = context.socket(zmq.SUB)
+            vanished.connect(stream)
+            vanished.subscribe(b"frame.jpeg.main")
+            first = next(view.frames(timeout=20)).frame.frame
+            vanished.close(linger=0)
+            pictures = frames_until(view, first + 12 * pipe.frames_per_block)
+        finally:
+            context.destroy(linger=0)
+    assert [p.frame.frame for p in pictures] == list(range(first + 1, first + 12 * pipe.frames_per_block + 1))
+    assert view.missed == 0

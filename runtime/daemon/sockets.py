@@ -2,23 +2,27 @@
 
     control_sub  SUB, bound: events from controllers' PUB sockets (subscribed to everything)
     stream_pub   XPUB, bound: frames, acks, errors, status, heartbeats; reports subscriptions
-    zap          REP (only with CURVE client keys): answers ZeroMQ's authentication requests,
-                 polled by the daemon loop like the others, so no authenticator thread runs
+    zap          REP (only with CURVE client keys): answers ZeroMQ's authentication requests
+                 (ZAP), polled by the daemon loop like the others, so no authenticator thread runs
 
 Binding beyond loopback without CURVE is refused: the protocol has no other authentication.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
-from zmq.auth.base import Authenticator
+from zmq.utils import z85
 
 from protocol import constants as C
 from protocol.security import is_loopback
+
+log = logging.getLogger("longlive.daemon")
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP specification
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,14 @@ def check_endpoints(control: str, stream: str, curve: CurveServer | None) -> Non
 class DaemonSockets:
     def __init__(self, context: zmq.Context, control: str, stream: str, hwm: int, curve: CurveServer | None) -> None:
         check_endpoints(control, stream, curve)
-        self.auth: Authenticator | None = None
+        self.zap: zmq.Socket | None = None
+        self._allowed: frozenset[bytes] = frozenset()
         if curve is not None and curve.clients_dir is not None:
             # The ZAP handler must exist before the first handshake, so before binding.
-            self.auth = Authenticator(context)
-            self.auth.start()
-            self.auth.configure_curve(domain="*", location=str(curve.clients_dir))
+            self._allowed = frozenset(zmq.auth.load_certificates(curve.clients_dir))
+            self.zap = context.socket(zmq.REP)
+            self.zap.linger = 0
+            self.zap.bind(ZAP_ENDPOINT)
         self.control_sub = context.socket(zmq.SUB)
         self.stream_pub = context.socket(zmq.XPUB)
         for sock in (self.control_sub, self.stream_pub):
@@ -66,13 +72,18 @@ class DaemonSockets:
         self.control_sub.bind(control)
         self.stream_pub.bind(stream)
 
-    @property
-    def zap(self) -> zmq.Socket | None:
-        return self.auth.zap_socket if self.auth is not None else None
-
     def handle_zap(self) -> None:
-        assert self.auth is not None
-        self.auth.handle_zap_message(self.auth.zap_socket.recv_multipart())
+        """Answer one ZeroMQ authentication request (RFC 27): allow a CURVE client whose
+        public key is listed; refuse everything else."""
+        assert self.zap is not None
+        request = self.zap.recv_multipart()
+        version, request_id, mechanism = request[0], request[1], request[5] if len(request) > 5 else b""
+        key = z85.encode(request[6]) if mechanism == b"CURVE" and len(request) > 6 and len(request[6]) == 32 else None
+        if key is not None and key in self._allowed:
+            self.zap.send_multipart([version, request_id, b"200", b"OK", key, b""])
+        else:
+            log.info("refused a %s client (key %s)", mechanism.decode(errors="replace"), key)
+            self.zap.send_multipart([version, request_id, b"400", b"not an allowed client key", b"", b""])
 
     def endpoints(self) -> tuple[str, str]:
         """The bound endpoints, with the real port when a tcp port 0 was asked for."""
@@ -82,5 +93,5 @@ class DaemonSockets:
     def close(self) -> None:
         self.control_sub.close()
         self.stream_pub.close()
-        if self.auth is not None:
-            self.auth.stop()
+        if self.zap is not None:
+            self.zap.close()
