@@ -315,3 +315,15 @@ def test_unmerged_with_a_merged_file_is_refused(weights, tmp_path):
     with pytest.raises(ValueError, match="already merged"):
         load_longlive_components(root, "cpu", torch.float32, lora="unmerged", merged_generator=path,
                                  config=TINY)
+
+
+def test_corrupt_files_are_named(weights, tmp_path):
+    root, _ = weights
+    files = LongLiveFiles(root)
+    files.vae.write_bytes(b"not a checkpoint")
+    err = error_for(root)
+    assert err.file == files.vae and "torch.load" in str(err)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 16)
+    with pytest.raises(CheckpointError, match="bad.safetensors: not a readable safetensors file"):
+        TensorFile.open(bad)
