@@ -10,7 +10,6 @@ from contextlib import contextmanager
 
 import msgpack
 import pytest
-import torch
 import zmq
 
 from protocol import Ack, Error, ErrorCode, Prompt, Status, encode
@@ -26,10 +25,7 @@ TCP = "tcp://127.0.0.1:*"
 
 @pytest.fixture(scope="module")
 def pipe():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: one torch thread avoids oversubscription stalls
-    yield load_pipeline("random-small", max_streams=4)
-    torch.set_num_threads(threads)
+    return load_pipeline("random-small", max_streams=4)
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,10 +63,7 @@ HOSTILE = (st.lists(st.binary(max_size=80), min_size=1, max_size=4)
 
 @pytest.fixture(scope="module")
 def pipe():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_pipeline("random-small", max_streams=2)
-    torch.set_num_threads(threads)
+    return load_pipeline("random-small", max_streams=2)
 
 
 def test_hostile_control_traffic_never_stops_the_daemon(pipe):

@@ -4,7 +4,6 @@ addresses are refused without it."""
 from __future__ import annotations
 
 import pytest
-import torch
 import zmq
 import zmq.auth
 
@@ -35,10 +34,7 @@ def test_open_address_needs_curve(tmp_path):
 
 @pytest.fixture
 def pipe():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_pipeline("random-small", max_streams=1)
-    torch.set_num_threads(threads)
+    return load_pipeline("random-small", max_streams=1)
 
 
 def test_curve_daemon_serves_listed_keys_only(pipe, tmp_path):

@@ -1,10 +1,11 @@
 """`longlive bench-protocol`: what the sockets cost, and how soon a prompt shows.
 
-1. In-process: frames/s of `pipe.step` on one stream, nothing else running.
+1. In-process: frames/s of `pipe.step` on one stream, measured before and after step 2.
 2. Through the sockets: a daemon subprocess generating flat out (pacing lookahead huge),
    one Viewer in this process counting frames/s, raw and JPEG.
-3. Event-to-frame latency with normal pacing: for each prompt, the time from sending it to
-   receiving its ack, and to the due (display) time of the first frame showing it.
+3. Event-to-frame latency with normal pacing (lookahead 1 block), at the model's frame rate
+   and at half of it: for each prompt, the time from sending it to receiving its ack, and to
+   the due (display) time of the first frame showing it.
 """
 
 from __future__ import annotations
@@ -17,33 +18,37 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from protocol.client import Controller, Picture, Viewer
+from protocol.client import Controller, Viewer
+
+if TYPE_CHECKING:
+    from runtime.pipeline import Pipeline
 
 PROMPTS = ("a red ball rolls over green grass", "a blue cube slides on the snowy field")
 
 
-def in_process_fps(model: str, blocks: int) -> float:
-    from runtime.pipeline import load_pipeline
-
-    pipe = load_pipeline(model, device="cpu")
+def in_process_fps(pipe: Pipeline, blocks: int) -> float:
     stream = pipe.open_stream(pipe.encode_prompt(PROMPTS[0]), seed=0)
     for _ in range(2):  # warm-up
         pipe.step([stream])
     start = time.perf_counter()
     frames = sum(len(pipe.step([stream])[0]) for _ in range(blocks))
-    return frames / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    pipe.close_stream(stream)
+    return frames / elapsed
 
 
 class DaemonProcess:
     """`python -m runtime.daemon serve` on ipc endpoints in a temporary directory."""
 
-    def __init__(self, model: str, lookahead: float) -> None:
+    def __init__(self, model: str, lookahead: float, threads: int | None, session: str = "main") -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="longlive-bench-")
         self.control, self.stream = f"ipc://{self.dir.name}/control", f"ipc://{self.dir.name}/stream"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime.daemon", "serve", "--model", model, "--lookahead", str(lookahead),
-             "--control", self.control, "--stream", self.stream, "--hwm", "100000"],
+             "--control", self.control, "--stream", self.stream, "--hwm", "100000", "--session", session]
+            + (["--threads", str(threads)] if threads else []),
             stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
 
     def __enter__(self) -> DaemonProcess:
@@ -57,8 +62,8 @@ class DaemonProcess:
         self.dir.cleanup()
 
 
-def socket_fps(model: str, blocks: int, encoding: str) -> float:
-    with DaemonProcess(model, lookahead=1e6) as daemon, Viewer(daemon.stream, encoding=encoding, acks=False,
+def socket_fps(model: str, blocks: int, encoding: str, threads: int | None) -> float:
+    with DaemonProcess(model, lookahead=1e6, threads=threads) as daemon, Viewer(daemon.stream, encoding=encoding, acks=False,
                                                                 status=False) as view:
         pictures = view.frames(timeout=30)
         first = next(pictures)  # the daemon is warm once frames flow
@@ -70,37 +75,50 @@ def socket_fps(model: str, blocks: int, encoding: str) -> float:
         return (picture.frame.frame - first.frame.frame) / (time.perf_counter() - start)
 
 
-def latencies(model: str, prompts: int) -> tuple[list[float], list[float]]:
-    """(send -> ack received, send -> due time of the first frame showing it), in ms."""
+def latencies(model: str, prompts: int, threads: int | None, fps: float | None) -> tuple[list[float], list[float], float]:
+    """Per prompt: (send -> ack received, send -> due time of the first frame showing it) in
+    ms, and the daemon's own mean event-to-frame latency, for a session playing at `fps`."""
     to_ack, to_frame = [], []
-    with DaemonProcess(model, lookahead=1.0) as daemon, Controller(daemon.control, daemon.stream) as ctl, \
-            Viewer(daemon.stream, acks=False, status=False) as view:
+    with DaemonProcess(model, lookahead=1.0, threads=threads, session="") as daemon, \
+            Controller(daemon.control, daemon.stream) as ctl, \
+            Viewer(daemon.stream, sessions=["bench"], acks=False, status=False) as view:
+        ctl.open("bench", seed=0, prompt=PROMPTS[1], fps=fps)
         for i in range(prompts):
+            next(view.frames(timeout=10))  # let the send time drift against the block phase
             sent = time.time()
-            ack = ctl.send_prompt(PROMPTS[i % 2])
+            ack = ctl.send_prompt(PROMPTS[i % 2], session="bench")
             to_ack.append((time.time() - sent) * 1000)
-            while True:
-                msg = view.recv(timeout=10)
-                assert isinstance(msg, Picture), "the stream stopped"
-                if msg.frame.prompt_id == ack.event_id:
-                    assert msg.frame.frame == ack.frame
-                    to_frame.append((msg.frame.wall - sent) * 1000)
-                    break
-    return to_ack, to_frame
+            shown = next(p for p in view.frames(timeout=10) if p.frame.prompt_id == ack.event_id)
+            assert shown.frame.frame == ack.frame
+            to_frame.append((shown.frame.wall - sent) * 1000)
+        status, = ctl.status("bench")
+    return to_ack, to_frame, status.latency_mean_ms or 0.0
 
 
 def _summary(values: list[float]) -> str:
     return f"mean {statistics.mean(values):.0f} ms, median {statistics.median(values):.0f} ms, max {max(values):.0f} ms"
 
 
-def run_benchmarks(model: str, blocks: int, prompts: int) -> None:
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"model: {model}; {blocks} blocks per throughput run; {prompts} prompts")
-    base = in_process_fps(model, blocks)
-    print(f"in-process pipe.step:          {base:8.1f} frames/s")
-    for encoding in ("raw", "jpeg"):
-        fps = socket_fps(model, blocks, encoding)
-        print(f"through sockets ({encoding:4}):        {fps:8.1f} frames/s ({fps / base:.0%} of in-process)")
-    to_ack, to_frame = latencies(model, prompts)
-    print(f"send -> ack received:          {_summary(to_ack)}")
-    print(f"send -> first frame due:       {_summary(to_frame)}")
+def run_benchmarks(model: str, blocks: int, prompts: int, threads: int | None) -> None:
+    import torch
+
+    from runtime.pipeline import load_pipeline
+
+    if threads:
+        torch.set_num_threads(threads)
+    pipe = load_pipeline(model, device="cpu")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}")
+    print(f"model: {model} ({pipe.frame_shape[1]}x{pipe.frame_shape[0]}, {pipe.frames_per_block} frames/block, "
+          f"{pipe.fps:g} fps); {blocks} blocks per throughput run; torch threads {threads or torch.get_num_threads()}")
+    before = in_process_fps(pipe, blocks)
+    through = {encoding: socket_fps(model, blocks, encoding, threads) for encoding in ("raw", "jpeg")}
+    after = in_process_fps(pipe, blocks)  # measured again: the machine's load drifts
+    base = (before + after) / 2
+    print(f"in-process pipe.step:      {base:7.1f} frames/s (before {before:.1f}, after {after:.1f})")
+    for encoding, fps in through.items():
+        print(f"through sockets, {encoding:4}:    {fps:7.1f} frames/s ({fps / base:.0%} of in-process)")
+    for fps in (None, pipe.fps / 2):
+        to_ack, to_frame, daemon_mean = latencies(model, prompts, threads, fps)
+        print(f"latency at {fps or pipe.fps:g} fps, {prompts} prompts (lookahead 1 block = {pipe.frames_per_block / (fps or pipe.fps) * 1000:.0f} ms):")
+        print(f"  send -> ack received:      {_summary(to_ack)}")
+        print(f"  send -> first frame due:   {_summary(to_frame)} (daemon's own mean: {daemon_mean:.0f} ms)")

@@ -27,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--model", default=None, help="model to serve (default: toy if its weights load, else random-small)")
     serve.add_argument("--weights", default=None, help="weights file or folder, for models that load them")
     serve.add_argument("--device", default="cpu")
+    serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     _endpoints(serve)
     serve.add_argument("--session", default=C.DEFAULT_SESSION, help="session opened at start ('' for none)")
     serve.add_argument("--prompt", default=None, help="prompt of the start-up session")
@@ -66,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--model", default="random-small")
     bench.add_argument("--blocks", type=int, default=40, help="blocks per throughput measurement")
     bench.add_argument("--prompts", type=int, default=20, help="prompts for the latency measurement")
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads, here and in the daemon")
     bench.set_defaults(run=cmd_bench)
 
 
@@ -98,6 +100,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"longlive serve: {exc}", file=sys.stderr)
         return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     pipe = load_model(args.model, args.weights, args.device, args.max_sessions)
     defaults = DaemonConfig()
     config = DaemonConfig(
@@ -196,7 +202,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from runtime.daemon.bench import run_benchmarks
 
-    run_benchmarks(args.model, args.blocks, args.prompts)
+    run_benchmarks(args.model, args.blocks, args.prompts, args.threads)
     return 0
 
 
