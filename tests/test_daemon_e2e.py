@@ -12,7 +12,8 @@ import msgpack
 import pytest
 import zmq
 
-from protocol import Ack, Error, ErrorCode, Prompt, Status, encode
+from protocol import Ack, Error, ErrorCode, Pause, Prompt, Resume, Status, encode
+from protocol import constants as C
 from protocol.client import Controller, Picture, RemoteError, Viewer
 from runtime.daemon.daemon import Daemon, DaemonConfig
 from runtime.daemon.inprocess import serve_in_thread
@@ -272,3 +273,35 @@ def test_stalled_and_vanished_viewers_do_not_hold_back_others(pipe):
             context.destroy(linger=0)
     assert [p.frame.frame for p in pictures] == list(range(first + 1, first + 12 * pipe.frames_per_block + 1))
     assert view.missed == 0
+
+
+def test_a_flooding_client_is_rate_limited_per_client(pipe):
+    with daemon_on(pipe, hwm=1000) as (_, control, stream), Viewer(stream, status=False) as view, \
+            Controller(control, stream, name="flood") as flood, Controller(control, stream, name="calm") as calm:
+        flood.status()
+        ids = [flood.new_id() for _ in range(C.EVENT_BURST + 60)]
+        for event_id in ids:
+            flood.publish(Pause(id=event_id, client="flood", session="main"))
+        assert calm.status()  # another client's budget is untouched
+        answers: dict[str, Ack | Error] = {}
+        while len(answers) < len(ids):
+            msg = view.recv(timeout=20)
+            assert msg is not None, f"{len(answers)} of {len(ids)} answered"
+            if isinstance(msg, (Ack, Error)) and msg.event_id in ids:
+                answers[msg.event_id] = msg
+    limited = [a for a in answers.values() if isinstance(a, Error)]
+    assert all(a.code == ErrorCode.RATE_LIMITED and "flood" in a.message for a in limited)
+    assert len(ids) - len(limited) >= C.EVENT_BURST and len(limited) >= 30
+
+
+def test_pause_before_the_next_block_supersedes_a_resume(pipe):
+    with daemon_on(pipe) as (_, control, stream), Viewer(stream, status=False) as view, \
+            Controller(control, stream) as ctl:
+        ctl.pause()
+        resume, pause = Resume(id=ctl.new_id(), session="main"), Pause(id=ctl.new_id(), session="main")
+        ctl.publish(resume)  # both on the connection the acked pause used: in order, none lost
+        ctl.publish(pause)
+        _, acks = gather(view, ack_ids={resume.id, pause.id})
+        status, = ctl.status("main")
+    assert acks[resume.id].status == "superseded" and acks[resume.id].superseded_by == pause.id
+    assert acks[pause.id].frame == status.frame and status.paused

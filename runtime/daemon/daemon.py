@@ -186,8 +186,11 @@ class Daemon:
         try:
             msg = decode_control(parts)
         except ProtocolError as exc:
-            log.info("refused a message: %s", exc)
-            self._publish(self._error(exc.event_id, exc.code, exc.message, None))
+            # Undecodable input spends the anonymous budget; beyond it, it gets no answer, so
+            # garbage cannot be amplified into a flood of error messages.
+            if self.limiter.allow("", now):
+                log.info("refused a message: %s", exc)
+                self._publish(self._error(exc.event_id, exc.code, exc.message, None))
             return
         session = getattr(msg, "session", None)
         if not self.limiter.allow(msg.client or "", now):
@@ -272,6 +275,10 @@ class Daemon:
 
     def _on_pause(self, session: Session, msg: Pause, now: float) -> None:
         session.pause()
+        for item in [a for a in session.awaiting if a.event_type == Resume.TYPE]:  # undone before any frame
+            session.awaiting.remove(item)
+            self._answer(item.event_id, Ack(id=self._id(), event_id=item.event_id, event_type=item.event_type,
+                                            session=session.name, status="superseded", superseded_by=msg.id))
         self._ack(msg.id, msg.TYPE, session.name, session.next_frame)
 
     def _on_resume(self, session: Session, msg: Resume, now: float) -> None:
