@@ -295,13 +295,31 @@ def test_a_flooding_client_is_rate_limited_per_client(pipe):
 
 
 def test_pause_before_the_next_block_supersedes_a_resume(pipe):
-    with daemon_on(pipe) as (_, control, stream), Viewer(stream, status=False) as view, \
-            Controller(control, stream) as ctl:
-        ctl.pause()
-        resume, pause = Resume(id=ctl.new_id(), session="main"), Pause(id=ctl.new_id(), session="main")
-        ctl.publish(resume)  # both on the connection the acked pause used: in order, none lost
-        ctl.publish(pause)
-        _, acks = gather(view, ack_ids={resume.id, pause.id})
-        status, = ctl.status("main")
-    assert acks[resume.id].status == "superseded" and acks[resume.id].superseded_by == pause.id
-    assert acks[pause.id].frame == status.frame and status.paused
+    # Driven turn by turn over inproc (delivery is immediate there), so that resume and pause
+    # are certain to meet the daemon between the same two blocks.
+    daemon = Daemon(pipe, DaemonConfig(control="inproc://control", stream="inproc://stream"))
+    try:
+        with Controller("inproc://control", "inproc://stream", context=daemon.context) as ctl, \
+                Viewer("inproc://stream", status=False, context=daemon.context) as view:
+
+            def answer(msg):
+                """Resend until acked, turning the daemon by hand (the slow-joiner dance)."""
+                for _ in range(50):
+                    ctl.publish(msg)
+                    daemon.turn()
+                    try:
+                        return gather(view, ack_ids={msg.id}, timeout=0.1)[1][msg.id]
+                    except AssertionError:
+                        continue
+                raise AssertionError(f"{msg.TYPE} was never acked")
+
+            pause = answer(Pause(id=ctl.new_id(), session="main"))
+            resume, pause_again = Resume(id=ctl.new_id(), session="main"), Pause(id=ctl.new_id(), session="main")
+            ctl.publish(resume)
+            ctl.publish(pause_again)
+            daemon.turn()
+            _, acks = gather(view, ack_ids={resume.id, pause_again.id}, timeout=1)
+    finally:
+        daemon.close()
+    assert acks[resume.id].status == "superseded" and acks[resume.id].superseded_by == pause_again.id
+    assert acks[pause_again.id].frame == pause.frame and daemon.sessions == {}
