@@ -10,6 +10,8 @@ import sys
 COMMAND_MODULES = (
     "runtime.bench",
     "runtime.daemon.cli",
+    "runtime.toy.train",
+    "runtime.toy.evaluate",
 )
 
 

@@ -1,0 +1,207 @@
+"""``toy``: the embedded default model, trained in this repo on the procedural toy world.
+
+The video model is the same ``CausalWanModel`` as the 1.3B model at a tiny size, in pixel space
+(64x64 RGB in [-1, 1], 8x8 patches -> 64 tokens per frame, 3-D RoPE). The text encoder is
+trained with it: word embeddings + slot positions + a pre-norm transformer layer over
+``vocab.tokenize`` ids, padded slots zeroed. Weights ship as bf16 safetensors beside a JSON
+config (``runtime/toy/weights/``) and load with no network. Training: runtime/toy/train.py,
+results: docs/TOY_MODEL.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from runtime.dit import CausalWanModel, DiTConfig
+from runtime.kv_cache import CacheConfig
+from runtime.pipeline import Pipeline, PromptError
+from runtime.random_model import PixelDecoder
+from runtime.schedule import FlowSchedule, ScheduleConfig
+from runtime.stream import Engine, EngineConfig
+from runtime.toy import vocab
+
+FRAME = (64, 64)
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "toy.safetensors"
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Everything that defines the toy model: network sizes, cache geometry and sampler."""
+
+    dit: DiTConfig = field(default_factory=lambda: DiTConfig(
+        dim=128, ffn_dim=512, num_heads=4, num_layers=4, in_dim=3, out_dim=3, text_dim=128,
+        text_len=vocab.MAX_TOKENS, freq_dim=64, patch_size=(1, 8, 8)))
+    text_layers: int = 1
+    text_heads: int = 4
+    frames_per_block: int = 3
+    cache: CacheConfig = field(default_factory=lambda: CacheConfig(sink_frames=3, window_frames=9))
+    # undistilled flow model: a few deterministic (Euler / DDIM-like) steps, no shift warp
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(
+        steps=(1000, 750, 500, 250), warp=False, renoise="deterministic"))
+    fps: float = 16.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ToyConfig":
+        dit = dict(d["dit"])
+        dit["patch_size"] = tuple(dit["patch_size"])
+        sched = dict(d["schedule"])
+        sched["steps"] = tuple(sched["steps"])
+        return cls(dit=DiTConfig(**dit), text_layers=d["text_layers"], text_heads=d["text_heads"],
+                   frames_per_block=d["frames_per_block"], cache=CacheConfig(**d["cache"]),
+                   schedule=ScheduleConfig(**sched), fps=d["fps"])
+
+
+class TextLayer(nn.Module):
+    """Pre-norm transformer encoder layer; padded slots are masked out as keys."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        # x: [B, L, dim]; keep: [B, L] bool, False on padding
+        q, k, v = self.qkv(self.norm1(x)).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, d]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        x = x + self.o(a.transpose(1, 2).flatten(2))
+        return x + self.ffn(self.norm2(x))
+
+
+class ToyTextEncoder(nn.Module):
+    """Token ids [B, MAX_TOKENS] -> conditioning [B, MAX_TOKENS, text_dim], padding zeroed."""
+
+    def __init__(self, cfg: ToyConfig):
+        super().__init__()
+        d = cfg.dit.text_dim
+        self.embed = nn.Embedding(vocab.VOCAB_SIZE, d)
+        self.pos = nn.Parameter(torch.randn(cfg.dit.text_len, d) * 0.02)
+        self.layers = nn.ModuleList(TextLayer(d, cfg.text_heads) for _ in range(cfg.text_layers))
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        keep = ids != vocab.PAD_ID
+        x = self.embed(ids) + self.pos
+        for layer in self.layers:
+            x = layer(x, keep)
+        return self.norm(x) * keep[..., None]
+
+
+class ToyModel(nn.Module):
+    """The trained pair; state-dict keys are ``text.*`` and ``dit.*`` (official DiT names below)."""
+
+    def __init__(self, cfg: ToyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text = ToyTextEncoder(cfg)
+        self.dit = CausalWanModel(cfg.dit)
+
+
+def tokenize_or_raise(text: str) -> Tensor:
+    """Prompt -> ids [MAX_TOKENS]; unknown words become a PromptError naming them."""
+    try:
+        ids = vocab.tokenize(text)
+    except vocab.UnknownWordsError as e:
+        raise PromptError(str(e)) from e
+    if all(i == vocab.PAD_ID for i in ids):
+        raise PromptError(f"the prompt {text!r} has no words")
+    return torch.tensor(ids)
+
+
+class ToyPromptEncoder:
+    """The pipeline's TextEncoder: text -> [MAX_TOKENS, text_dim] float32, cached per prompt."""
+
+    def __init__(self, text: ToyTextEncoder):
+        self.text = text
+        self.cache: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, text: str) -> Tensor:
+        if text not in self.cache:
+            if len(self.cache) > 1024:
+                self.cache.clear()
+            ids = tokenize_or_raise(text)
+            p = next(self.text.parameters())
+            self.cache[text] = self.text(ids[None].to(p.device))[0].float().cpu()
+        return self.cache[text]
+
+
+# -- weights file ------------------------------------------------------------------------------
+
+def config_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def save_weights(model: ToyModel, path: str | Path, dtype: torch.dtype = torch.bfloat16) -> None:
+    """Write ``path`` (safetensors, ``dtype``) and its config ``path.with_suffix('.json')``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    config_path(path).write_text(json.dumps(model.cfg.to_json(), indent=1) + "\n")
+
+
+def load_model(path: str | Path | None = None, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> ToyModel:
+    """Load the toy model; a missing or corrupt file is a clear error naming it."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if path.is_dir():
+        path = path / DEFAULT_WEIGHTS.name
+    cfg_file = config_path(path)
+    for f in (path, cfg_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"toy model file not found: {f} (train one with `longlive train toy`)")
+    try:
+        cfg = ToyConfig.from_json(json.loads(cfg_file.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"toy model config {cfg_file} is corrupt: {e}") from e
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+        raise ValueError(f"toy model weights {path} are corrupt or unreadable: {e}") from e
+    model = ToyModel(cfg)
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"toy model weights {path} do not match its config {cfg_file}: {e}") from e
+    return model.eval().to(device, dtype)
+
+
+def build(device: torch.device, dtype: torch.dtype | None, weights: str | None, max_streams: int,
+          positions: str | None = None, sink_frames: int | None = None, window_frames: int | None = None,
+          steps: tuple[float, ...] | None = None, renoise: str | None = None) -> Pipeline:
+    """The ``toy`` pipeline. Keyword options override the shipped cache/sampler config (ablations)."""
+    model = load_model(weights, device, dtype or torch.float32)
+    cfg = model.cfg
+    cache = replace(cfg.cache, **{k: v for k, v in dict(positions=positions, sink_frames=sink_frames,
+                                                         window_frames=window_frames).items() if v is not None})
+    sched = replace(cfg.schedule, **{k: v for k, v in dict(steps=tuple(steps) if steps else None,
+                                                         renoise=renoise).items() if v is not None})
+    engine = Engine(model.dit, FlowSchedule(sched),
+                    EngineConfig(latent_shape=(cfg.dit.in_dim, *FRAME), frames_per_block=cfg.frames_per_block,
+                                 cache=cache),
+                    max_streams=max_streams)
+    return Pipeline("toy", engine, ToyPromptEncoder(model.text), PixelDecoder, fps=cfg.fps,
+                    frame_shape=FRAME, frames_per_block=cfg.frames_per_block)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())

@@ -1,0 +1,265 @@
+"""``longlive train toy``: train the embedded toy model on the procedural world.
+
+Teacher forcing with a clean-context KV cache, as LongLive trains: one forward runs a clip as
+items of one block each, ``[clean blocks 0..n-2 ; noisy blocks 0..n-1]``. Clean blocks are at
+t = 0 (the engine's context pass), noisy blocks at their own sigma. ``TeacherForcedAttention``
+lets every item attend to exactly what the engine's cache holds when that block is generated:
+the clean sink, the clean ring frames of the window, and the item's own frames, at the
+positions the engine uses (relative mode: ring at absolute positions, the sink re-placed just
+before the window's first ring frame). tests/test_toy_model.py checks this forward against
+incremental generation through ``runtime.stream.Engine``.
+
+Clips are longer than the window and switch prompts on block boundaries, so the sink, the
+eviction of old frames and per-block prompts are all exercised. Loss: flow (v) MSE with extra
+weight on the object's neighbourhood; sigma per block from a logit-normal mixed with sigma = 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from runtime.attention import attention
+from runtime.kv_cache import CacheConfig
+from runtime.rope import Rope3D, apply_rope
+from runtime.toy import vocab, world
+from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, parameter_count, save_weights
+
+
+class TeacherForcedAttention:
+    """SelfAttentionCache for a teacher-forced clip laid out as items of one block each.
+
+    Items: clean blocks ``0..n_clean-1`` then noisy blocks ``0..n_blocks-1`` (the model's batch
+    dimension is ``B * n_items``, item-major within each clip). Query item of block b (frames
+    [a, e)) attends to: clean sink blocks (frames < min(Z, a)), clean ring blocks with frames in
+    [max(Z, e - R), a), and its own block. Positions reproduce ``KVCache`` in either mode.
+    """
+
+    def __init__(self, cache: CacheConfig, frames_per_block: int, n_blocks: int, grid: tuple[int, int],
+                 head_dim: int, n_clean: int | None = None, device: torch.device | str = "cpu"):
+        Fb, Z, R = frames_per_block, cache.sink_frames, cache.ring_frames
+        if Z % Fb or R % Fb:
+            raise ValueError(f"sink ({Z}) and ring ({R}) frames must be multiples of the block ({Fb})")
+        self.n_blocks = n_blocks
+        self.n_clean = n_blocks - 1 if n_clean is None else n_clean
+        self.n_items = self.n_clean + n_blocks
+        rope = Rope3D(head_dim)
+        table = lambda first: rope.table(torch.arange(first, first + Fb)[None], *grid, device)  # noqa: E731
+        blocks = [b for b in range(self.n_clean)] + list(range(n_blocks))
+        self.items_table = torch.cat([table(b * Fb) for b in blocks])  # [n_items, 1, L, d/2, 2]
+        # per query item: list of (key item, rope table for it or None = its own absolute rotation)
+        self.plan: list[list[tuple[int, Tensor | None]]] = []
+        for j, b in enumerate(blocks):
+            a, e = b * Fb, (b + 1) * Fb
+            first_ring = max(Z, e - R)
+            keys: list[tuple[int, Tensor | None]] = []
+            for sb in range(min(Z, a) // Fb):
+                shift = first_ring - Z if cache.positions == "relative" else 0
+                keys.append((sb, table(sb * Fb + shift) if shift else None))
+            for rb in range(first_ring // Fb, b):
+                if rb * Fb >= Z:
+                    keys.append((rb, None))
+            keys.append((j, None))
+            self.plan.append(keys)
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        # q, k, v: [B * n_items, H, L, d]
+        N = self.n_items
+        B = q.shape[0] // N
+        tab = self.items_table.repeat(B, 1, 1, 1, 1)
+        qr = apply_rope(q, tab).unflatten(0, (B, N))  # [B, N, H, L, d]
+        kr = apply_rope(k, tab).unflatten(0, (B, N))
+        k_raw, v = k.unflatten(0, (B, N)), v.unflatten(0, (B, N))
+        outs = []
+        for j, keys in enumerate(self.plan):
+            K = torch.cat([kr[:, i] if t is None else apply_rope(k_raw[:, i], t) for i, t in keys], dim=2)
+            V = torch.cat([v[:, i] for i, _ in keys], dim=2)
+            outs.append(attention(qr[:, j], K, V))
+        return torch.stack(outs, 1).flatten(0, 1)
+
+
+def teacher_forced_forward(model: ToyModel, attn: TeacherForcedAttention, x0: Tensor, xt: Tensor,
+                           sigma: Tensor, cond: Tensor, frames_per_block: int) -> Tensor:
+    """Flow prediction for every noisy block of a clip.
+
+    x0, xt: [B, C, T, H, W] clean and noisy clips (T = n_blocks * F); sigma: [B, n_blocks];
+    cond: [B, n_blocks, text_len, text_dim], the prompt of each block. Returns v [B, C, T, H, W].
+    """
+    B, C, T, H, W = x0.shape
+    Fb, nb, nc = frames_per_block, attn.n_blocks, attn.n_clean
+    blocks = lambda x, n: x[:, :, : n * Fb].unflatten(2, (n, Fb)).transpose(1, 2)  # noqa: E731  [B, n, C, F, H, W]
+    items = torch.cat([blocks(x0, nc), blocks(xt, nb)], 1).flatten(0, 1)  # [B*N, C, F, H, W]
+    t = torch.cat([torch.zeros(B, nc, device=x0.device), sigma * 1000.0], 1)  # [B, N]
+    t = t[..., None].expand(-1, -1, Fb).flatten(0, 1)  # [B*N, F]
+    item_cond = torch.cat([cond[:, :nc], cond], 1).flatten(0, 1)  # [B*N, text_len, text_dim]
+    v = model.dit(items, t, model.dit.text_kv(item_cond), attn)  # [B*N, C, F, H, W]
+    v = v.unflatten(0, (B, -1))[:, nc:]  # [B, nb, C, F, H, W]
+    return v.transpose(1, 2).flatten(2, 3)
+
+
+# -- data ----------------------------------------------------------------------------------
+
+def object_weight(positions: np.ndarray, radius: float = 12.0, extra: float = 7.0) -> np.ndarray:
+    """[T, 2] centroids -> [T, 64, 64] loss weights: 1 + extra within ``radius`` of the object."""
+    yy, xx = np.mgrid[0:world.SIZE, 0:world.SIZE].astype(np.float32)
+    dx = (xx[None] - positions[:, 0, None, None] + world.SIZE / 2) % world.SIZE - world.SIZE / 2
+    dy = yy[None] - positions[:, 1, None, None]
+    return 1.0 + extra * ((dx**2 + dy**2) < radius**2)
+
+
+def make_batch(rng: np.random.Generator, batch: int, n_blocks: int, fb: int, split: str = "train"):
+    """-> x0 [B, 3, T, 64, 64], ids [B, n_blocks, MAX_TOKENS], weight [B, 1, T, 64, 64]."""
+    clips = [world.sample_clip(rng, n_blocks * fb, switch_prob=0.5, switch_align=fb, split=split)
+             for _ in range(batch)]
+    x0 = torch.from_numpy(np.stack([world.to_float(c.frames) for c in clips])).permute(0, 4, 1, 2, 3)
+    ids = torch.tensor([[vocab.tokenize(c.prompts[b * fb]) for b in range(n_blocks)] for c in clips])
+    w = torch.from_numpy(np.stack([object_weight(c.positions) for c in clips]))[:, None]
+    return x0.contiguous(), ids, w
+
+
+def sample_sigma(g: torch.Generator, shape: tuple[int, ...], p_one: float = 0.3) -> Tensor:
+    """Per-block sigma: 1.0 with probability p_one (every sample starts there), else logit-normal."""
+    u = torch.sigmoid(torch.randn(shape, generator=g))
+    one = torch.rand(shape, generator=g) < p_one
+    return torch.where(one, torch.ones(shape), u.clamp(1e-3, 1.0))
+
+
+# -- training loop -------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch: int = 4
+    blocks: int = 5  # blocks per clip: 15 frames; the last two blocks evict frames from the 9-frame window
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    ema: float = 0.999
+    seed: int = 0
+    object_extra_weight: float = 7.0
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    p = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    return tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1 + math.cos(math.pi * p))
+
+
+def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device: str, resume: bool,
+          ckpt_every: int = 100, log_every: int = 10) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "ckpt.pt"
+    torch.manual_seed(tc.seed)
+    model = ToyModel(cfg).to(device)
+    ema = ToyModel(cfg).to(device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=tc.weight_decay)
+    start, history = 0, []
+    if resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        start, history = ck["step"], ck["history"]
+        print(f"resumed from {ckpt_path} at step {start}", flush=True)
+    fb = cfg.frames_per_block
+    attn = TeacherForcedAttention(cfg.cache, fb, tc.blocks, model.dit.token_grid(world_frame()),
+                                  cfg.dit.head_dim, device=device)
+    print(f"toy model: {parameter_count(model) / 1e6:.2f} M parameters; {tc.steps} steps of {tc.batch} clips x "
+          f"{tc.blocks * fb} frames; {attn.n_items * fb * 64} tokens per clip; device {device}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+    amp = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    t_start, ema_loss, ema_obj = time.time(), None, None
+
+    def save(step: int) -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "history": history, "train_config": asdict(tc), "config": cfg.to_json()}, tmp)
+        os.replace(tmp, ckpt_path)
+        save_weights(ema, out_dir / "toy.safetensors")
+
+    model.train()
+    for step in range(start, tc.steps):
+        rng = np.random.default_rng([tc.seed, step])  # data depends on (seed, step): resumable
+        g = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
+        x0, ids, w = make_batch(rng, tc.batch, tc.blocks, fb)
+        w = 1.0 + (w - 1.0) * (tc.object_extra_weight / 7.0)
+        sigma = sample_sigma(g, (tc.batch, tc.blocks))
+        noise = torch.randn(x0.shape, generator=g)
+        s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
+        xt = (1 - s) * x0 + s * noise
+        x0, xt, ids, w, sigma, noise = (a.to(device) for a in (x0, xt, ids, w, sigma, noise))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc)
+        with amp:
+            cond = model.text(ids.flatten(0, 1)).unflatten(0, (tc.batch, tc.blocks))
+            v = teacher_forced_forward(model, attn, x0, xt, sigma, cond, fb)
+        err = (v.float() - (noise - x0)).pow(2)
+        loss = (err * w).mean() / w.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(tc.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - d)
+            obj = float((err.mean(1, keepdim=True) * (w > 1)).sum() / (w > 1).sum().clamp(min=1) / 3)
+        lv = float(loss.detach())
+        ema_loss = lv if ema_loss is None else 0.95 * ema_loss + 0.05 * lv
+        ema_obj = obj if ema_obj is None else 0.95 * ema_obj + 0.05 * obj
+        done = step + 1
+        if done % log_every == 0 or done == tc.steps:
+            rate = (done - start) / (time.time() - t_start)
+            eta = (tc.steps - done) / max(rate, 1e-9)
+            history.append({"step": done, "loss": round(ema_loss, 5), "object_loss": round(ema_obj, 5),
+                            "lr": lr_at(step, tc), "elapsed_s": round(time.time() - t_start, 1)})
+            print(f"step {done}/{tc.steps}  loss {ema_loss:.4f}  object {ema_obj:.4f}  lr {lr_at(step, tc):.2e}  "
+                  f"{rate:.2f} steps/s  ETA {eta / 60:.1f} min", flush=True)
+        if done % ckpt_every == 0 or done == tc.steps:
+            save(done)
+    save_weights(ema, weights)
+    (out_dir / "history.json").write_text(json.dumps(history))
+    print(f"wrote {weights} and {weights.with_suffix('.json')}", flush=True)
+
+
+def world_frame() -> tuple[int, int]:
+    return (world.SIZE, world.SIZE)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the embedded toy model (reproducible, resumable)")
+    p.add_argument("model", choices=["toy"])
+    d = TrainConfig()
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--blocks", type=int, default=d.blocks, help="blocks per training clip")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default="out/toy-train", help="checkpoint folder (ckpt.pt, toy.safetensors)")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="final weights file (+ .json config)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed)
+    train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every)
+    return 0
