@@ -116,3 +116,6 @@ def _register_builtin_models() -> None:
 
     register_model("random-small", random_model.build)
     register_model("longlive-1.3b", longlive_model.build)
+    from runtime.toy import model as toy_model
+
+    register_model("toy", toy_model.build)
