@@ -241,7 +241,7 @@ class Heartbeat(StreamMessage):
     TYPE: ClassVar[str] = "heartbeat"
     time: float = spec(WALL)
     period: float = spec(number(0.001, 3600.0))
-    sessions: tuple[str, ...] = spec(text_list(C.MAX_SESSIONS * 8, NAME))
+    sessions: tuple[str, ...] = spec(text_list(C.MAX_SESSIONS, NAME))
 
 
 CONTROL_TYPES: dict[str, type[ControlMessage]] = {

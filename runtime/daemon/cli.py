@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--prompt", default=None, help="prompt of the start-up session")
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--lookahead", type=float, default=1.0, help="blocks generated ahead of the playback clock")
-    serve.add_argument("--max-sessions", type=int, default=C.MAX_SESSIONS)
+    serve.add_argument("--max-sessions", type=int, default=C.MAX_SESSIONS, help=f"open sessions, at most {C.MAX_SESSIONS}")
     serve.add_argument("--hwm", type=int, default=64, help="stream messages queued per viewer before dropping")
     serve.add_argument("--jpeg-quality", type=int, default=85)
     serve.add_argument("--curve-secret", type=Path, help="daemon certificate (.key_secret); enables CURVE")

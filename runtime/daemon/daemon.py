@@ -72,7 +72,7 @@ class Daemon:
                  on_event: EventHook | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.pipe, self.model, self.config, self.on_event = pipe, pipe.name, config, on_event
-        self.max_sessions = min(config.max_sessions, pipe.engine.max_streams)
+        self.max_sessions = min(config.max_sessions, pipe.engine.max_streams, C.MAX_SESSIONS)
         self.clock, self.wall_clock = clock, wall_clock
         self.context = zmq.Context()
         self.sockets = DaemonSockets(self.context, config.control, config.stream, config.hwm, config.curve)
