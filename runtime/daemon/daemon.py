@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from PIL import Image
 
 from protocol import constants as C
 from protocol.codec import decode_control, encode
@@ -297,6 +298,9 @@ class Daemon:
 
     def _on_game_event(self, session: Session, msg: GameEvent, now: float) -> None:
         text = self.on_event(session.name, msg.name, msg.payload) if self.on_event else None
+        if text is not None and (not isinstance(text, str) or len(text) > C.MAX_PROMPT_CHARS):
+            raise ProtocolError(ErrorCode.BAD_PROMPT, f"the event hook mapped {msg.name!r} to an unusable prompt: "
+                                f"{type(text).__name__} of length {len(text) if isinstance(text, str) else '-'}")
         if text is None:
             self._ack(msg.id, msg.TYPE, session.name, None)
         else:
@@ -324,8 +328,6 @@ class Daemon:
                                     prompt_id=session.prompt_id, shape=image.shape, encoding=encoding, data=data))
 
     def _jpeg(self, image: np.ndarray) -> bytes:
-        from PIL import Image
-
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="JPEG", quality=self.config.jpeg_quality)
         return buffer.getvalue()
