@@ -157,7 +157,7 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 
 def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device: str, resume: bool,
-          ckpt_every: int = 100, log_every: int = 10) -> None:
+          ckpt_every: int = 100, log_every: int = 10, bf16: bool = False) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "ckpt.pt"
     torch.manual_seed(tc.seed)
@@ -180,7 +180,10 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
     print(f"toy model: {parameter_count(model) / 1e6:.2f} M parameters; {tc.steps} steps of {tc.batch} clips x "
           f"{tc.blocks * fb} frames; {attn.n_items * fb * 64} tokens per clip; device {device}, "
           f"{torch.get_num_threads()} threads", flush=True)
-    amp = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    # bf16 autocast only where bf16 matmuls are native: this CPU (no avx512_bf16) runs them ~200x
+    # slower than fp32, so CPU training stays in fp32 (docs/TOY_MODEL.md, "What failed")
+    dev_type = torch.device(device).type
+    amp = torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=bf16)
     t_start, ema_loss, ema_obj = time.time(), None, None
 
     def save(step: int) -> None:
@@ -254,6 +257,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="final weights file (+ .json config)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
+                   help="bf16 autocast (default on CUDA only; CPUs without avx512_bf16 emulate it slowly)")
     p.set_defaults(run=_run)
 
 
@@ -261,5 +266,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed)
-    train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every)
+    train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
+          bf16=args.bf16)
     return 0

@@ -1,0 +1,93 @@
+"""The toy model: training forward == engine generation, shipped weights, prompt errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.kv_cache import CacheConfig
+from runtime.pipeline import PromptError, load_pipeline
+from runtime.schedule import FlowSchedule, ScheduleConfig
+from runtime.stream import Engine, EngineConfig
+from runtime.toy import world
+from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, ToyPromptEncoder, load_model, save_weights
+from runtime.toy.probe import probe_frames
+from runtime.toy.train import TeacherForcedAttention, teacher_forced_forward
+
+
+@pytest.mark.parametrize("positions", ["relative", "absolute"])
+@pytest.mark.parametrize("sink", [3, 0])
+def test_teacher_forced_forward_equals_engine_generation(positions, sink):
+    """Same weights, same noise: the training forward reproduces incremental generation through
+    the real Engine (sink + ring eviction + a prompt switch), so training sees test conditions."""
+    torch.manual_seed(0)
+    cache = CacheConfig(sink_frames=sink, window_frames=9, positions=positions)
+    cfg = ToyConfig(cache=cache)
+    model = ToyModel(cfg).eval()
+    enc = ToyPromptEncoder(model.text)
+    p1, p2 = enc("A red ball rolls left over the grass"), enc("Under the dark night sky one blue cube rests")
+    # one denoising step per block: the block's output is exactly x0 = noise - v(noise, t=1000)
+    sched = FlowSchedule(ScheduleConfig(steps=(1000,), warp=False, renoise="deterministic"))
+    engine = Engine(model.dit, sched, EngineConfig(latent_shape=(3, 64, 64), frames_per_block=3, cache=cache))
+    n_blocks, seed = 6, 5
+    stream = engine.open(p1, seed=seed)
+    blocks = []
+    for b in range(n_blocks):
+        if b == 3:
+            stream.switch_prompt(p2, "none")  # per-block prompts, as in the training clips
+        blocks.append(stream.next_block())
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.cat([torch.randn((1, 3, 3, 64, 64), generator=g) for _ in range(n_blocks)], 2)
+    x0 = torch.cat(blocks, 1)[None]
+    attn = TeacherForcedAttention(cache, 3, n_blocks, (8, 8), cfg.dit.head_dim)
+    cond = torch.stack([p1] * 3 + [p2] * 3)[None]
+    with torch.no_grad():
+        v = teacher_forced_forward(model, attn, x0, noise, torch.ones(1, n_blocks), cond, 3)
+    torch.testing.assert_close(noise - v, x0, atol=2e-5, rtol=1e-5)
+
+
+def test_teacher_forced_attention_rejects_unaligned_cache():
+    with pytest.raises(ValueError, match="multiples of the block"):
+        TeacherForcedAttention(CacheConfig(sink_frames=2, window_frames=9), 3, 4, (8, 8), 32)
+
+
+def test_shipped_weights_generate_the_prompted_scene():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    pipe = load_pipeline("toy", max_streams=1)
+    prompt = "A sandy beach beneath the dark night sky. The red ball keeps bouncing"
+    stream = pipe.open_stream(pipe.encode_prompt(prompt), seed=1)
+    frames = np.concatenate([pipe.step([stream])[0] for _ in range(4)])
+    assert frames.shape == (12, 64, 64, 3) and frames.dtype == np.uint8
+    res = probe_frames(frames[3:])
+    assert np.mean([r.sky == "night" for r in res]) >= 0.8
+    assert np.mean([r.ground == "sand" for r in res]) >= 0.8
+
+
+def test_unknown_words_are_a_prompt_error_naming_them():
+    pipe = load_pipeline("toy", max_streams=1)
+    with pytest.raises(PromptError, match="'circle'.*'pond'"):
+        pipe.encode_prompt("a red circle by the pond")
+    with pytest.raises(PromptError):
+        pipe.encode_prompt("!!!")
+
+
+def test_missing_or_corrupt_weights_name_the_file(tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        load_pipeline("toy", weights=str(missing))
+    model = ToyModel(ToyConfig())
+    path = tmp_path / "toy.safetensors"
+    save_weights(model, path)
+    assert load_model(path).cfg == model.cfg
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="toy.safetensors"):
+        load_model(path)
+
+
+def test_shipped_weights_are_small_and_bf16():
+    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size < 20e6
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(str(DEFAULT_WEIGHTS)).values()} == {torch.bfloat16}
+
