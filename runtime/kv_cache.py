@@ -89,12 +89,14 @@ class KVCache:
         self.rope = Rope3D(head_dim)
         self.device = torch.device(device)
         slots = cfg.window_frames * self.tokens_per_frame
-        shape = (num_layers, max_rows, num_heads, slots, head_dim)  # [L, B, H, S*T, d]
+        # [L, B, S*T, H, d]: token-major like the reference. Attention reads [B, H, S*T, d]
+        # transposed views, which SDPA's CPU kernel handles faster than head-major storage.
+        shape = (num_layers, max_rows, slots, num_heads, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.sink_raw = None
         if cfg.positions == "relative" and cfg.sink_frames:
-            sink_shape = (num_layers, max_rows, num_heads, cfg.sink_frames * self.tokens_per_frame, head_dim)
+            sink_shape = (num_layers, max_rows, cfg.sink_frames * self.tokens_per_frame, num_heads, head_dim)
             self.sink_raw = torch.zeros(sink_shape, device=device, dtype=dtype)
         self.plan: ForwardPlan | None = None
 
@@ -159,21 +161,23 @@ class KVCache:
         p = self.plan
         q = apply_rope(q, p.rope)
         k_rot = apply_rope(k, p.rope)
-        K_all, V_all = self.k[layer], self.v[layer]
+        K_all, V_all = self.k[layer], self.v[layer]  # [B_max, S*T, H, d]
         for b, row in enumerate(p.rows):
-            K_all[row].index_copy_(1, p.write_tokens[b], k_rot[b])
-            V_all[row].index_copy_(1, p.write_tokens[b], v[b])
+            K_all[row].index_copy_(0, p.write_tokens[b], k_rot[b].transpose(0, 1))
+            V_all[row].index_copy_(0, p.write_tokens[b], v[b].transpose(0, 1))
             if p.sink_writes and p.sink_writes[b] is not None:
                 src, dst = p.sink_writes[b]
-                self.sink_raw[layer, row].index_copy_(1, dst, k[b].index_select(1, src))
-        if p.row_slice is not None:
-            K, V = K_all[p.row_slice], V_all[p.row_slice]
-        else:
-            idx = torch.tensor(p.rows, device=K_all.device)
-            K, V = K_all.index_select(0, idx), V_all.index_select(0, idx)
+                self.sink_raw[layer, row].index_copy_(0, dst, k[b].index_select(1, src).transpose(0, 1))
+        K, V = self._rows(K_all, p), self._rows(V_all, p)
         if p.sink_rope is not None:
             # re-place the sink just before this forward's window (relative positions)
-            sink = self.sink_raw[layer][p.row_slice] if p.row_slice is not None else \
-                self.sink_raw[layer].index_select(0, torch.tensor(p.rows, device=K_all.device))
-            K[:, :, : sink.shape[2]] = apply_rope(sink, p.sink_rope)
-        return attention(q, K, V, p.mask)
+            sink = self._rows(self.sink_raw[layer], p).transpose(1, 2)
+            K[:, : sink.shape[2]] = apply_rope(sink, p.sink_rope).transpose(1, 2)
+        return attention(q, K.transpose(1, 2), V.transpose(1, 2), p.mask)
+
+    @staticmethod
+    def _rows(buf: Tensor, p: ForwardPlan) -> Tensor:
+        """The plan's rows of ``buf``: a view when they are contiguous, else a gathered copy."""
+        if p.row_slice is not None:
+            return buf[p.row_slice]
+        return buf.index_select(0, torch.tensor(p.rows, device=buf.device))

@@ -121,7 +121,7 @@ class Engine:
         grid = model.token_grid(cfg.latent_shape[1:])
         self.cache = KVCache(cfg.cache, mc.num_layers, max_streams, grid, mc.num_heads, mc.head_dim,
                              self.device, self.dtype)
-        kv_shape = (mc.num_layers, max_streams, mc.num_heads, mc.text_len, mc.head_dim)
+        kv_shape = (mc.num_layers, max_streams, mc.text_len, mc.num_heads, mc.head_dim)  # token-major, as the cache
         self.text_k = torch.zeros(kv_shape, device=self.device, dtype=self.dtype)
         self.text_v = torch.zeros(kv_shape, device=self.device, dtype=self.dtype)
         self.streams: dict[int, Stream] = {}
@@ -195,21 +195,21 @@ class Engine:
         return torch.full((batch, self.cfg.frames_per_block), t, device=self.device, dtype=torch.float32)
 
     def _text_kv(self, rows: list[int]) -> list[tuple[Tensor, Tensor]]:
-        contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
-        if contiguous:
-            sl = slice(rows[0], rows[0] + len(rows))
-            return [(self.text_k[i, sl], self.text_v[i, sl]) for i in range(len(self.text_k))]
-        idx = torch.tensor(rows, device=self.device)
-        return [(self.text_k[i].index_select(0, idx), self.text_v[i].index_select(0, idx))
-                for i in range(len(self.text_k))]
+        """Per-layer cross-attention K/V of these rows as [B, H, Lt, d] views (copies if scattered)."""
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            k, v = self.text_k[:, rows[0]:rows[0] + len(rows)], self.text_v[:, rows[0]:rows[0] + len(rows)]
+        else:
+            idx = torch.tensor(rows, device=self.device)
+            k, v = self.text_k.index_select(1, idx), self.text_v.index_select(1, idx)
+        return list(zip(k.transpose(2, 3).unbind(0), v.transpose(2, 3).unbind(0)))
 
     @torch.no_grad()
     def _set_cond(self, stream: Stream, cond: Tensor) -> None:
         """Compute the prompt's cross-attention K/V once; every step and block reuses them."""
         stream.cond = cond
         for i, (k, v) in enumerate(self.model.text_kv(cond[None].to(self.device, self.dtype))):
-            self.text_k[i, stream.row] = k[0]
-            self.text_v[i, stream.row] = v[0]
+            self.text_k[i, stream.row] = k[0].transpose(0, 1)
+            self.text_v[i, stream.row] = v[0].transpose(0, 1)
 
     @torch.no_grad()
     def _recache(self, stream: Stream, global_sink: bool) -> None:
