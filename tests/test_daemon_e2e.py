@@ -219,7 +219,7 @@ def _timed_frames(view: Viewer, seconds: float) -> list[tuple[float, Picture]]:
 
 
 def test_paced_stream_holds_fps_and_lookahead_and_resumes_without_burst(pipe):
-    fps, F = 6.0, pipe.frames_per_block  # a block lasts 0.5 s; random-small makes one in ~0.2 s here
+    fps, F = 4.0, pipe.frames_per_block  # a block lasts 0.75 s; random-small makes one in ~0.2 s here
     block_s = F / fps
     with daemon_on(pipe, default_session=None, lookahead_blocks=1.0) as (_, control, stream), \
             Viewer(stream, sessions=["paced"], acks=False, status=False) as view, Controller(control, stream) as ctl:
