@@ -25,13 +25,19 @@ from runtime.attention import attention
 
 
 class RollingKVCache:
-    """The official cache discipline (spec §2.2), absolute positions, for generation only."""
+    """The official cache discipline (spec §2.2), for generation only.
+
+    Absolute positions as LongLive v1.0; relative positions as its "infinity" variant (§7):
+    keys stored un-rotated and the whole valid window re-rotated at slot positions on every
+    forward.
+    """
 
     def __init__(self, engine):
         cfg, mc = engine.cfg.cache, engine.model.cfg
         self.grid = engine.cache.grid
         self.T = self.grid[0] * self.grid[1]
         self.S, self.Z = cfg.window_frames * self.T, cfg.sink_frames * self.T
+        self.relative = cfg.positions == "relative"
         shape = (1, mc.num_heads, self.S, mc.head_dim)
         self.k = [torch.zeros(shape, device=engine.device, dtype=engine.dtype) for _ in range(mc.num_layers)]
         self.v = [torch.zeros_like(b) for b in self.k]
@@ -39,44 +45,58 @@ class RollingKVCache:
         self.rope = Rope3D(mc.head_dim)
         self.device = engine.device
 
+    def _table(self, first: int, frames: int) -> Tensor:
+        return self.rope.table(torch.arange(first, first + frames)[None], *self.grid, self.device)
+
     def begin(self, start_frame: int, n_frames: int) -> None:
         self.cs, self.n = start_frame * self.T, n_frames * self.T
-        pos = torch.arange(start_frame, start_frame + n_frames)[None]
-        self.table = self.rope.table(pos, *self.grid, self.device)
+        ce = self.cs + self.n
+        P2 = self.P + ce - self.G
+        if ce > self.G and self.n + self.P > self.S:
+            P2 -= self.n + self.P - self.S
+        self.P2 = P2
+        first = (P2 - self.n) // self.T if self.relative else start_frame  # slot or absolute position
+        self.q_table = self._table(first, n_frames)
+        self.key_table = self._table(0, P2 // self.T) if self.relative else None
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        S, Z, G, P, n, cs = self.S, self.Z, self.G, self.P, self.n, self.cs
+        S, Z, G, P, n, cs, P2 = self.S, self.Z, self.G, self.P, self.n, self.cs, self.P2
         ce = cs + n
-        q, k = apply_rope(q, self.table), apply_rope(k, self.table)
+        q = apply_rope(q, self.q_table)
+        if not self.relative:
+            k = apply_rope(k, self.q_table)
         buf_k, buf_v = self.k[layer].clone(), self.v[layer].clone()  # the per-forward full copy
-        P2 = P + ce - G
         if ce > G and n + P > S:
             evict = n + P - S
             rolled = P - evict - Z
             for buf in (buf_k, buf_v):
                 buf[:, :, Z:Z + rolled] = buf[:, :, Z + evict:Z + evict + rolled].clone()
-            P2 -= evict
         buf_k[:, :, P2 - n:P2], buf_v[:, :, P2 - n:P2] = k, v
         self.k[layer], self.v[layer] = buf_k, buf_v
         self.next = (ce, P2) if ce > G else (G, P)
+        keys = apply_rope(buf_k[:, :, :P2], self.key_table) if self.relative else buf_k
         lo = max(Z, P2 - (S - Z))
         sel = lambda b: torch.cat([b[:, :, :Z], b[:, :, lo:P2]], dim=2)  # noqa: E731
-        return attention(q, sel(buf_k), sel(buf_v))
+        return attention(q, sel(keys), sel(buf_v))
 
     def commit(self) -> None:
         self.G, self.P = self.next
 
 
 @torch.no_grad()
-def naive_blocks(pipe: Pipeline, cond: Tensor, n_blocks: int) -> float:
-    """Generate n_blocks with the rolling cache; returns seconds."""
+def naive_blocks(pipe: Pipeline, cond: Tensor, n_blocks: int, seed: int = 0) -> tuple[float, Tensor]:
+    """Generate n_blocks with the rolling cache: (seconds, latents [C, frames, H, W]).
+
+    Draws the same noise as an engine stream opened with ``seed``, so the latents must match.
+    """
     engine = pipe.engine
     cache = RollingKVCache(engine)
     text_kv = engine.model.text_kv(cond[None].to(engine.device, engine.dtype))
     C, H, W = engine.cfg.latent_shape
     F = engine.cfg.frames_per_block
     sigmas = engine.schedule.step_sigmas
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
 
     def forward(x, t, s):
         cache.begin(s, F)
@@ -92,8 +112,9 @@ def naive_blocks(pipe: Pipeline, cond: Tensor, n_blocks: int) -> float:
             if k + 1 < len(sigmas):
                 x = engine.schedule.renoise(x, x0, sigmas[k], sigmas[k + 1], gen)
         forward(x0, 0.0, b * F)
+        out.append(x0[0])
     _sync(engine.device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, torch.cat(out, dim=1)
 
 
 def _sync(device: torch.device) -> None:
@@ -151,7 +172,7 @@ def run(pipe: Pipeline, blocks: int, warmup: int, streams: int, baseline: bool) 
         pipe.close_stream(v)
     if baseline:
         naive_blocks(pipe, cond, warmup)
-        naive_s = naive_blocks(pipe, cond, blocks)
+        naive_s, _ = naive_blocks(pipe, cond, blocks)
         result["baseline_naive_rolling_cache"] = {
             "latent_fps": blocks * engine.cfg.frames_per_block / naive_s,
             "block_ms": 1000 * naive_s / blocks,

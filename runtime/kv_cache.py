@@ -22,7 +22,7 @@ Positions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -75,6 +75,7 @@ class ForwardPlan:
     mask: Tensor | None  # [B, 1, 1, S*T] bool, None when every slot of every row is valid
     sink_writes: list[tuple[Tensor, Tensor] | None]  # relative mode: (new-token idx, sink-token idx)
     sink_rope: Tensor | None  # relative mode: [B, 1, Z*T, d/2, 2]
+    sink_current: set[int] = field(default_factory=set)  # layers whose buffer holds this plan's rotated sink
 
 
 class KVCache:
@@ -169,10 +170,13 @@ class KVCache:
                 src, dst = p.sink_writes[b]
                 self.sink_raw[layer, row].index_copy_(0, dst, k[b].index_select(1, src).transpose(0, 1))
         K, V = self._rows(K_all, p), self._rows(V_all, p)
-        if p.sink_rope is not None:
-            # re-place the sink just before this forward's window (relative positions)
+        if p.sink_rope is not None and layer not in p.sink_current:
+            # re-place the sink just before this plan's window (relative positions); the
+            # rotation holds for every forward of the plan unless they write sink frames
             sink = self._rows(self.sink_raw[layer], p).transpose(1, 2)
             K[:, : sink.shape[2]] = apply_rope(sink, p.sink_rope).transpose(1, 2)
+            if p.row_slice is not None and not any(w is not None for w in p.sink_writes):
+                p.sink_current.add(layer)
         return attention(q, K.transpose(1, 2), V.transpose(1, 2), p.mask)
 
     @staticmethod
