@@ -101,6 +101,34 @@ class ToyTextEncoder(nn.Module):
         return self.norm(x) * keep[..., None]
 
 
+SIGMA_DATA = 0.5  # std of toy-world pixels in [-1, 1]
+
+
+class ToyDiT(CausalWanModel):
+    """CausalWanModel with EDM-style preconditioning of its output, returned as the engine's flow.
+
+    In pixel space a patch (192 values) is wider than the model (128), so the network cannot
+    copy the input noise through to a flow prediction v = noise - x0 (the first run failed this
+    way: x0 error at sigma = 1 worse than the mean image). Here the network predicts a scaled
+    x0 residual F: x0 = c_skip * x + c_out * F, and the flow is v = (x - x0) / sigma, which is
+    exactly what the engine's x0 = x - sigma * v undoes. Weights and key names are unchanged.
+    """
+
+    def forward(self, x: Tensor, t: Tensor, text_kv, cache) -> Tensor:
+        f = super().forward(x, t, text_kv, cache)
+        sigma = (t.float() / 1000.0).clamp(min=1e-3)[:, None, :, None, None]  # [B, 1, F, 1, 1]
+        c_skip, c_out = precondition(sigma)
+        x0 = c_skip * x.float() + c_out * f.float()
+        return ((x.float() - x0) / sigma).to(f.dtype)
+
+
+def precondition(sigma: Tensor) -> tuple[Tensor, Tensor]:
+    """(c_skip, c_out) for x = (1 - sigma) x0 + sigma n with data std SIGMA_DATA."""
+    a, d2 = 1 - sigma, SIGMA_DATA ** 2
+    denom = a * a * d2 + sigma * sigma
+    return a * d2 / denom, sigma * SIGMA_DATA / denom.sqrt()
+
+
 class ToyModel(nn.Module):
     """The trained pair; state-dict keys are ``text.*`` and ``dit.*`` (official DiT names below)."""
 
@@ -108,7 +136,7 @@ class ToyModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.text = ToyTextEncoder(cfg)
-        self.dit = CausalWanModel(cfg.dit)
+        self.dit = ToyDiT(cfg.dit)
 
 
 def tokenize_or_raise(text: str) -> Tensor:
