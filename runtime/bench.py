@@ -198,6 +198,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--streams", type=int, default=1, help="streams advanced in one batched forward")
+    p.add_argument("--positions", choices=["relative", "absolute"], default=None,
+                   help="RoPE position mode (default: the model's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-baseline", dest="baseline", action="store_false")
     p.add_argument("--json", default=None, help="write the result here")
@@ -208,6 +210,8 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     options = {"random_weights": True} if args.random_weights else {}
+    if args.positions:
+        options["positions"] = args.positions
     pipe = load_pipeline(args.model, device=args.device, dtype=DTYPES.get(args.dtype), weights=args.weights,
                          max_streams=args.streams, **options)
     result = run(pipe, args.blocks, args.warmup, args.streams, args.baseline)
