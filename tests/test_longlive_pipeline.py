@@ -43,3 +43,12 @@ def test_streams_batch_and_keep_their_own_decoders(pipe):
 def test_overlong_prompt_is_refused(pipe):
     with pytest.raises(PromptError, match="too long"):
         pipe.encode_prompt("word " * 5000)
+
+
+def test_random_weights_build_the_same_pipeline_for_benchmarks():
+    pipe = load_pipeline("longlive-1.3b", random_weights=True, dtype=torch.float32, max_streams=1,
+                         preset="tiny", latent_size=(8, 8))
+    stream = pipe.open_stream(pipe.encode_prompt("any words at all"), seed=0)
+    assert pipe.step([stream])[0].shape == (9, 64, 64, 3)
+    with pytest.raises(ValueError, match="either --weights DIR or --random-weights"):
+        load_pipeline("longlive-1.3b", random_weights=True, weights="/some/dir", preset="tiny")
