@@ -24,15 +24,6 @@ from tests.test_wan_t5 import write_tiny_tokenizer
 TINY = LongLiveConfig.preset("tiny")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy-sized ops are latency-bound: with 2 shared cores, OpenMP spinning only costs time."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class FullAttention:
     """The simplest SelfAttentionCache: the block attends to itself, no cache, no RoPE."""
 

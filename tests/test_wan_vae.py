@@ -9,15 +9,6 @@ from runtime.wan.vae import (LATENT_MEAN, LATENT_STD, StreamingDecoder, VAEConfi
                              pixel_frames, to_uint8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs are latency-bound: with 2 cores shared, OpenMP spinning costs 50x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_vae(seed: int = 0, dtype: torch.dtype = torch.float32) -> WanVAE:
     """A tiny VAE with random weights small enough that outputs stay inside (-1, 1)."""
     torch.manual_seed(seed)
