@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the daemon (loopback by default)")
     serve.add_argument("--model", default=None, help="model to serve (default: toy if its weights load, else random-small)")
     serve.add_argument("--weights", default=None, help="weights file or folder, for models that load them")
-    serve.add_argument("--device", default="cpu")
+    serve.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     _endpoints(serve)
     serve.add_argument("--session", default=C.DEFAULT_SESSION, help="session opened at start ('' for none)")
@@ -121,11 +121,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model(name: str | None, weights: str | None, device: str, max_sessions: int) -> Pipeline:
+def load_model(name: str | None, weights: str | None, device: str | None, max_sessions: int) -> Pipeline:
     """The named model, or by default the embedded toy model, falling back to random-small
     while the toy model is not available (not registered or its weights file is missing)."""
+    import torch
+
     from runtime.pipeline import load_pipeline
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name is not None:
         return load_pipeline(name, device=device, weights=weights, max_streams=max_sessions)
     try:
