@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runtime.attention import attention
@@ -88,42 +87,39 @@ class RMSNorm(nn.Module):
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
 
 
-class SelfAttention(nn.Module):
+class Attention(nn.Module):
+    """q/k/v/o projections with RMS qk-norm over all channels, before the split into heads."""
+
     def __init__(self, cfg: DiTConfig):
         super().__init__()
         self.num_heads = cfg.num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(cfg.dim, cfg.dim) for _ in range(4))
-        # qk-norm over all channels, before the split into heads
         self.norm_q = RMSNorm(cfg.dim, cfg.eps)
         self.norm_k = RMSNorm(cfg.dim, cfg.eps)
 
+    def heads(self, x: Tensor) -> Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B, L, dim] -> [B, H, L, d]
+
+    def merge(self, x: Tensor) -> Tensor:
+        return self.o(x.transpose(1, 2).flatten(2))  # [B, H, L, d] -> [B, L, dim]
+
+
+class SelfAttention(Attention):
     def forward(self, x: Tensor, layer: int, cache: SelfAttentionCache) -> Tensor:
-        heads = lambda t: t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # noqa: E731  [B, H, L, d]
-        q = heads(self.norm_q(self.q(x)))
-        k = heads(self.norm_k(self.k(x)))
-        v = heads(self.v(x))
-        out = cache.attend(layer, q, k, v)
-        return self.o(out.transpose(1, 2).flatten(2))
+        q = self.heads(self.norm_q(self.q(x)))
+        k = self.heads(self.norm_k(self.k(x)))
+        return self.merge(cache.attend(layer, q, k, self.heads(self.v(x))))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(Attention):
     """Attention from video tokens to the prompt's text tokens; K/V are computed once per prompt."""
-
-    def __init__(self, cfg: DiTConfig):
-        super().__init__()
-        self.num_heads = cfg.num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(cfg.dim, cfg.dim) for _ in range(4))
-        self.norm_q = RMSNorm(cfg.dim, cfg.eps)
-        self.norm_k = RMSNorm(cfg.dim, cfg.eps)
 
     def text_kv(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
         """ctx [B, Lt, dim] (already text-embedded) -> K, V [B, H, Lt, d]."""
-        heads = lambda t: t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # noqa: E731
-        return heads(self.norm_k(self.k(ctx))), heads(self.v(ctx))
+        return self.heads(self.norm_k(self.k(ctx))), self.heads(self.v(ctx))
 
     def forward(self, x: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        return self.o(attention(q, k, v).transpose(1, 2).flatten(2))
+        return self.merge(attention(self.heads(self.norm_q(self.q(x))), k, v))
 
 
 class Block(nn.Module):

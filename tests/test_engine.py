@@ -173,7 +173,7 @@ def test_batched_streams_equal_separate_streams(model, schedule):
 def test_noncontiguous_rows_batch(model, schedule):
     a, b, c = prompts(3, 9)
     engine = make_engine(model, schedule, 3, 9, 2, streams=3)
-    s0, s1, s2 = engine.open(a, seed=1), engine.open(b, seed=2), engine.open(c, seed=3)
+    s0, _row1, s2 = engine.open(a, seed=1), engine.open(b, seed=2), engine.open(c, seed=3)  # rows 0 and 2 step
     single = make_engine(model, schedule, 3, 9, 2).open(c, seed=3)
     for _ in range(5):
         got = engine.step([s0, s2])[1]
