@@ -80,3 +80,10 @@ def test_curve_client_options_come_in_pairs(tmp_path):
     result = subprocess.run(CLIENT + ["send", "x", "--curve-server-key", "k.key", *_endpoints(tmp_path)],
                             cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "--curve-secret" in result.stderr
+
+
+def test_serve_explains_a_model_it_cannot_load(tmp_path):
+    result = subprocess.run(LONGLIVE + ["serve", "--model", "longlive-1.3b", "--weights", str(tmp_path),
+                                        *_endpoints(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "cannot load model 'longlive-1.3b'" in result.stderr and "longlive_base.pt" in result.stderr

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add serve, send, watch and bench-protocol; each sets `run(args) -> exit code`."""
     serve = subparsers.add_parser("serve", help="run the daemon (loopback by default)")
-    serve.add_argument("--model", default=None, help="model to serve (default: toy if its weights load, else random-small)")
+    serve.add_argument("--model", default="toy", help="model to serve (default: the embedded toy model)")
     serve.add_argument("--weights", default=None, help="weights file or folder, for models that load them")
     serve.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -104,7 +104,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    pipe = load_model(args.model, args.weights, args.device, args.max_sessions)
+    try:
+        pipe = load_model(args.model, args.weights, args.device, args.max_sessions)
+    except (ValueError, OSError) as exc:  # unknown model, bad option, missing or corrupt weights
+        print(f"longlive serve: cannot load model {args.model!r}: {exc}", file=sys.stderr)
+        return 2
     defaults = DaemonConfig()
     config = DaemonConfig(
         control=args.control, stream=args.stream, default_session=args.session or None,
@@ -121,21 +125,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model(name: str | None, weights: str | None, device: str | None, max_sessions: int) -> Pipeline:
-    """The named model, or by default the embedded toy model, falling back to random-small
-    while the toy model is not available (not registered or its weights file is missing)."""
+def load_model(name: str, weights: str | None, device: str | None, max_sessions: int) -> Pipeline:
+    """The named model on ``device`` (default: cuda when available)."""
     import torch
 
     from runtime.pipeline import load_pipeline
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name is not None:
-        return load_pipeline(name, device=device, weights=weights, max_streams=max_sessions)
-    try:
-        return load_pipeline("toy", device=device, weights=weights, max_streams=max_sessions)
-    except (ValueError, OSError) as exc:
-        logging.getLogger("longlive.daemon").warning("toy model unavailable (%s); serving random-small", exc)
-        return load_pipeline("random-small", device=device, max_streams=max_sessions)
+    return load_pipeline(name, device=device, weights=weights, max_streams=max_sessions)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class CheckpointError(Exception):
-    """A weights file is missing or does not hold exactly what the model expects.
+class CheckpointError(ValueError):
+    """A weights file is missing or does not hold exactly what the model expects (a ValueError:
+    bad input from the user, reported like any other bad setting).
 
     The message always names the file and, where one is involved, the key and what was
     expected, so a user can fix the folder without reading code.
