@@ -182,8 +182,9 @@ def run(pipe: Pipeline, blocks: int, warmup: int, streams: int, baseline: bool) 
     return result
 
 
-BENCH_PROMPTS = ("a red ball rolls over green grass under a blue sky",
-                 "night falls and snow covers the ground")
+# Sentences of the toy world's vocabulary, so every registered model can encode them.
+BENCH_PROMPTS = ("A yellow ball rolls rightward over a sandy desert in clear weather",
+                 "Grey thunderclouds over the desert sand; a magenta ball heads left, snow falling")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

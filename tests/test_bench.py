@@ -23,11 +23,12 @@ def test_naive_baseline_generates_what_the_engine_generates(positions):
     torch.testing.assert_close(naive, engine, atol=2e-4, rtol=0)
 
 
-def test_bench_command_writes_its_json(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["random-small", "toy"])
+def test_bench_command_writes_its_json(tmp_path, capsys, model):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--model", "random-small", "--blocks", "2", "--warmup", "1", "--json", str(out)]) == 0
+    assert main(["bench", "--model", model, "--blocks", "2", "--warmup", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["model"] == "random-small" and result["blocks"] == 2
+    assert result["model"] == model and result["blocks"] == 2
     assert result["latent_fps"] > 0 and result["baseline_naive_rolling_cache"]["latent_fps"] > 0
     assert set(result["stage_ms_per_block"]) >= {"denoise", "context", "decode"}
     assert result["recache_ms"] > 0
