@@ -17,11 +17,10 @@ from datetime import datetime, timezone
 import torch
 from torch import Tensor
 
-from runtime.attention import backend_name
+from runtime.attention import attention, backend_name
 from runtime.pipeline import Pipeline, load_pipeline
 from runtime.profiling import StageClock
 from runtime.rope import Rope3D, apply_rope
-from runtime.attention import attention
 
 
 class RollingKVCache:

@@ -64,6 +64,13 @@ class RowLayout:
     sink_origin: int = 0  # first frame of the sink (moves on a global_sink=false recache)
 
 
+def row_slice(rows: list[int]) -> slice | None:
+    """``rows`` as a slice when they are consecutive (so buffers can be read as views), else None."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return slice(rows[0], rows[0] + len(rows))
+    return None
+
+
 @dataclass
 class ForwardPlan:
     """Everything a forward over frames [start, start+F) of some rows needs; shared by all layers."""
@@ -142,10 +149,9 @@ class KVCache:
         mask = None
         if not bool(valid_t.all()):
             mask = valid_t.repeat_interleave(T, dim=1)[:, None, None, :].to(self.device)
-        contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
         plan = ForwardPlan(
             rows=rows,
-            row_slice=slice(rows[0], rows[0] + len(rows)) if contiguous else None,
+            row_slice=row_slice(rows),
             write_tokens=write_tokens,
             rope=self.rope.table(torch.tensor(q_pos), H, W, self.device),
             mask=mask,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from runtime.dit import CausalWanModel
-from runtime.kv_cache import CacheConfig, KVCache, RowLayout
+from runtime.kv_cache import CacheConfig, KVCache, RowLayout, row_slice
 from runtime.profiling import StageClock, stage
 from runtime.schedule import FlowSchedule
 
@@ -196,8 +196,9 @@ class Engine:
 
     def _text_kv(self, rows: list[int]) -> list[tuple[Tensor, Tensor]]:
         """Per-layer cross-attention K/V of these rows as [B, H, Lt, d] views (copies if scattered)."""
-        if rows == list(range(rows[0], rows[0] + len(rows))):
-            k, v = self.text_k[:, rows[0]:rows[0] + len(rows)], self.text_v[:, rows[0]:rows[0] + len(rows)]
+        sl = row_slice(rows)
+        if sl is not None:
+            k, v = self.text_k[:, sl], self.text_v[:, sl]
         else:
             idx = torch.tensor(rows, device=self.device)
             k, v = self.text_k.index_select(1, idx), self.text_v.index_select(1, idx)
