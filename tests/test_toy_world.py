@@ -64,6 +64,18 @@ def test_shape_switch_keeps_contact_with_the_floor():
     assert cube.height == 0 and cube.y == rest_y("triangle") and cube.x == ball.x
 
 
+@pytest.mark.parametrize("motion", world.MOTIONS)
+def test_streams_spawn_at_the_spawn_point_and_move_from_there(motion):
+    a = attrs(motion=motion, shape="cube")
+    clip = world.sample_clip(np.random.default_rng(3), 12, switch_prob=0.0, spawn=True)
+    assert tuple(clip.positions[0]) == (world.SPAWN_X, clip.positions[0][1])
+    states = world.trajectory(world.spawn_state(np.random.default_rng(0), a), 12)
+    assert states[0].x == world.SPAWN_X and states[0].height == 0 and states[0].vy == 0
+    x, h = np.array([s.x for s in states]), np.array([s.height for s in states])
+    assert np.allclose(wrapped(np.diff(x)), world._vx(motion))
+    assert (h.max() > 10) == (motion == "bounce")  # a bounce launches from the floor at once
+
+
 # ----------------------------------------------------------------------------- rendering
 
 def test_object_colours_stay_far_from_every_background_row():

@@ -106,28 +106,31 @@ SIGMA_DATA = 0.5  # std of toy-world pixels in [-1, 1]
 
 
 class ToyDiT(CausalWanModel):
-    """CausalWanModel with EDM-style preconditioning of its output, returned as the engine's flow.
+    """CausalWanModel that predicts the clean frame, returned to the engine as a flow.
 
     In pixel space a patch (192 values) is wider than the model (128), so the network cannot
-    copy the input noise through to a flow prediction v = noise - x0 (the first run failed this
-    way: x0 error at sigma = 1 worse than the mean image). Here the network predicts a scaled
-    x0 residual F: x0 = c_skip * x + c_out * F, and the flow is v = (x - x0) / sigma, which is
-    exactly what the engine's x0 = x - sigma * v undoes. Weights and key names are unchanged.
+    carry the input noise through to its output: a flow (v = noise - x0) or residual
+    prediction leaves noise in every low-sigma step (the first runs failed this way; see
+    docs/TOY_MODEL.md). Predicting x0 itself keeps the output on the data and makes low-sigma
+    steps usable, so the sampler can actually resolve what is uncertain (where the object is)
+    instead of averaging it. The network output F is x0 / SIGMA_DATA; the flow is
+    v = (x - x0) / sigma, which the engine's x0 = x - sigma * v undoes exactly.
     """
 
     def forward(self, x: Tensor, t: Tensor, text_kv, cache) -> Tensor:
         f = super().forward(x, t, text_kv, cache)
         sigma = (t.float() / 1000.0).clamp(min=1e-3)[:, None, :, None, None]  # [B, 1, F, 1, 1]
-        c_skip, c_out = precondition(sigma)
-        x0 = c_skip * x.float() + c_out * f.float()
+        x0 = SIGMA_DATA * f.float()
         return ((x.float() - x0) / sigma).to(f.dtype)
 
 
-def precondition(sigma: Tensor) -> tuple[Tensor, Tensor]:
-    """(c_skip, c_out) for x = (1 - sigma) x0 + sigma n with data std SIGMA_DATA."""
-    a, d2 = 1 - sigma, SIGMA_DATA ** 2
-    denom = a * a * d2 + sigma * sigma
-    return a * d2 / denom, sigma * SIGMA_DATA / denom.sqrt()
+def loss_weight(sigma: Tensor, floor: float = 0.2) -> Tensor:
+    """Weight of the x0 error at noise level sigma: 1 / c_out(sigma)^2 of EDM (x = (1 - sigma) x0 +
+    sigma n, data std SIGMA_DATA), i.e. the flow loss at low sigma, with sigma floored at `floor` so
+    that near-clean items, whose x0 is nearly given, do not dominate (4 at sigma = 1, 20 at 0.2)."""
+    s = sigma.clamp(min=floor)
+    a, d2 = 1 - s, SIGMA_DATA ** 2
+    return (a * a * d2 + s * s) / (s * s * d2)
 
 
 class ToyModel(nn.Module):

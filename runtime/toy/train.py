@@ -10,8 +10,8 @@ before the window's first ring frame). tests/test_toy_model.py checks this forwa
 incremental generation through ``runtime.stream.Engine``.
 
 Clips are longer than the window and switch prompts on block boundaries, so the sink, the
-eviction of old frames and per-block prompts are all exercised. Loss: preconditioned x0 MSE (see
-model.ToyDiT) with extra weight on the object's neighbourhood; sigma per block from a logit-normal mixed with sigma = 1.
+eviction of old frames and per-block prompts are all exercised. Loss: x0 MSE weighted by noise level (see
+model.loss_weight) with extra weight on the object's neighbourhood; sigma per block from a logit-normal mixed with sigma = 1.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from runtime.attention import attention
 from runtime.kv_cache import CacheConfig
 from runtime.rope import Rope3D, apply_rope
 from runtime.toy import vocab, world
-from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, parameter_count, precondition, save_weights
+from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, loss_weight, parameter_count, save_weights
 
 
 class TeacherForcedAttention:
@@ -106,6 +106,24 @@ def teacher_forced_forward(model: ToyModel, attn: TeacherForcedAttention, x0: Te
     return v.transpose(1, 2).flatten(2, 3)
 
 
+@torch.no_grad()
+def model_made_context(model: ToyModel, attn: TeacherForcedAttention, x0: Tensor, xt: Tensor, sigma: Tensor,
+                       s: Tensor, cond: Tensor, frames_per_block: int, use: Tensor) -> Tensor:
+    """Context blocks for the training forward: ground truth, or for the clips where ``use`` is True,
+    the model's own x0 predictions of them (from this step's noisy blocks, at their sigma).
+
+    At inference the cache holds generated frames, never ground truth; a model that only ever saw
+    clean context amplifies its own errors block after block (a smeared object grows into a band).
+    Predictions made from the same noisy blocks carry exactly the errors the model makes, while the
+    targets stay the ground truth, so the model learns to pull its own output back to the data.
+    """
+    if not bool(use.any()):
+        return x0
+    v = teacher_forced_forward(model, attn, x0, xt, sigma, cond.detach(), frames_per_block)
+    x0_hat = (xt - s * v.float()).clamp(-1, 1)
+    return torch.where(use[:, None, None, None, None], x0_hat, x0)
+
+
 # -- data ----------------------------------------------------------------------------------
 
 def object_weight(positions: np.ndarray, radius: float = 12.0, extra: float = 7.0) -> np.ndarray:
@@ -116,14 +134,23 @@ def object_weight(positions: np.ndarray, radius: float = 12.0, extra: float = 7.
     return 1.0 + extra * ((dx**2 + dy**2) < radius**2)
 
 
-def make_batch(rng: np.random.Generator, batch: int, n_blocks: int, fb: int, split: str = "train"):
-    """-> x0 [B, 3, T, 64, 64], ids [B, n_blocks, MAX_TOKENS], weight [B, 1, T, 64, 64]."""
-    clips = [world.sample_clip(rng, n_blocks * fb, switch_prob=0.5, switch_align=fb, split=split)
-             for _ in range(batch)]
+def make_batch(rng: np.random.Generator, batch: int, n_blocks: int, fb: int, split: str = "train",
+               spawn_fraction: float = 0.5, object_extra: float = 7.0):
+    """-> x0 [B, 3, T, 64, 64], ids [B, n_blocks, MAX_TOKENS], weight [B, 1, T, 64, 64].
+
+    A ``spawn_fraction`` of the clips start a stream (``world.spawn_state``), the rest are pieces
+    of streams from a random state. Their first block has no context, and at inference only a
+    stream's start lacks context, so it gets no loss: the model learns that a block without
+    context is a spawn, and from the other clips that context anywhere is continued.
+    """
+    spawn = rng.random(batch) < spawn_fraction
+    clips = [world.sample_clip(rng, n_blocks * fb, switch_prob=0.5, switch_align=fb, split=split, spawn=bool(sp))
+             for sp in spawn]
     x0 = torch.from_numpy(np.stack([world.to_float(c.frames) for c in clips])).permute(0, 4, 1, 2, 3)
     ids = torch.tensor([[vocab.tokenize(c.prompts[b * fb]) for b in range(n_blocks)] for c in clips])
-    w = torch.from_numpy(np.stack([object_weight(c.positions) for c in clips]))[:, None]
-    return x0.contiguous(), ids, w
+    w = np.stack([object_weight(c.positions, extra=object_extra) for c in clips])
+    w[~spawn, :fb] = 0.0
+    return x0.contiguous(), ids, torch.from_numpy(w)[:, None]
 
 
 def sample_sigma(g: torch.Generator, shape: tuple[int, ...], p_one: float = 0.3) -> Tensor:
@@ -147,6 +174,8 @@ class TrainConfig:
     ema: float = 0.999
     seed: int = 0
     object_extra_weight: float = 7.0
+    model_context: float = 0.5  # fraction of clips whose context blocks are the model's own predictions
+    spawn_fraction: float = 0.5  # fraction of clips that start a stream (see make_batch)
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -197,8 +226,8 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
     for step in range(start, tc.steps):
         rng = np.random.default_rng([tc.seed, step])  # data depends on (seed, step): resumable
         g = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
-        x0, ids, w = make_batch(rng, tc.batch, tc.blocks, fb)
-        w = 1.0 + (w - 1.0) * (tc.object_extra_weight / 7.0)
+        x0, ids, w = make_batch(rng, tc.batch, tc.blocks, fb, spawn_fraction=tc.spawn_fraction,
+                                object_extra=tc.object_extra_weight)
         sigma = sample_sigma(g, (tc.batch, tc.blocks))
         noise = torch.randn(x0.shape, generator=g)
         s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
@@ -208,10 +237,10 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
             group["lr"] = lr_at(step, tc)
         with amp:
             cond = model.text(ids.flatten(0, 1)).unflatten(0, (tc.batch, tc.blocks))
-            v = teacher_forced_forward(model, attn, x0, xt, sigma, cond, fb)
-        # x0 error scaled by 1/c_out^2: unit-variance targets for the network at every sigma
-        _, c_out = precondition(s.to(device))
-        err = ((xt - s.to(device) * v.float()) - x0).pow(2) / c_out.pow(2)
+            context = model_made_context(model, attn, x0, xt, sigma, s.to(device), cond, fb,
+                                         torch.rand(tc.batch, generator=g).to(device) < tc.model_context)
+            v = teacher_forced_forward(model, attn, context, xt, sigma, cond, fb)
+        err = ((xt - s.to(device) * v.float()) - x0).pow(2) * loss_weight(s.to(device))
         loss = (err * w).mean() / w.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,6 +282,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=int, default=d.blocks, help="blocks per training clip")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--model-context", type=float, default=d.model_context,
+                   help="fraction of clips trained on the model's own predictions as context")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="out/toy-train", help="checkpoint folder (ckpt.pt, toy.safetensors)")
@@ -267,7 +298,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed)
+    tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
+                     model_context=args.model_context)
     train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
           bf16=args.bf16)
     return 0

@@ -30,6 +30,7 @@ GRAVITY = 0.5  # px / frame^2
 BOUNCE_HEIGHT = 20.0  # apex height of a bounce above the floor, px
 BOUNCE_SPEED = float(np.sqrt(2 * GRAVITY * BOUNCE_HEIGHT))  # launch speed that reaches it
 ROLL_SPEED = 1.5  # px / frame for "left" / "right"
+SPAWN_X = SIZE / 2  # where every stream's object appears (spawn_state)
 
 SKIES = ("day", "sunset", "night", "storm")
 GROUNDS = ("grass", "snow", "sand", "water")
@@ -185,6 +186,18 @@ def initial_state(rng: np.random.Generator, attrs: Attributes) -> SceneState:
         vy = -(BOUNCE_SPEED - GRAVITY * tau)
     x = float(rng.uniform(0, SIZE))
     return SceneState(attrs, x, float(y), _vx(attrs.motion), float(vy), 0, seed)
+
+
+def spawn_state(rng: np.random.Generator, attrs: Attributes) -> SceneState:
+    """How every stream starts, as in a game: the object at the spawn point (the middle of the
+    floor), at rest; a bouncing object launches from there on the first step.
+
+    A stream's first block has no context, so whatever the start leaves open (where the object
+    is) a few-step generator can only average; a fixed spawn leaves nothing open but the weather.
+    """
+    seed = int(rng.integers(2**31))
+    y = FLOOR - BOTTOM_OFFSET[attrs.shape]
+    return SceneState(attrs, SPAWN_X, float(y), _vx(attrs.motion), 0.0, 0, seed)
 
 
 def _vx(motion: str) -> float:
@@ -410,16 +423,17 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- training clips
 
 def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.5,
-                switch_align: int = 1, split: Split = "train") -> Clip:
+                switch_align: int = 1, split: Split = "train", spawn: bool = False) -> Clip:
     """A random clip, with one mid-clip prompt switch with probability `switch_prob`.
 
     The switch lands on a multiple of `switch_align` (pass the model's block size so that
     switches fall on block boundaries, as in the runtime). At the switch the scene changes
     but the object keeps its position and momentum, as in LongLive's interactive videos.
-    Every segment's attributes are on the `split` side of `is_held_out`.
+    Every segment's attributes are on the `split` side of `is_held_out`. With `spawn` the clip is
+    the start of a stream (`spawn_state`), otherwise a piece of one from a random state.
     """
     first = sample_attributes(rng, split)
-    state = initial_state(rng, first)
+    state = spawn_state(rng, first) if spawn else initial_state(rng, first)
     boundaries = range(switch_align, n_frames, switch_align)
     switch = None
     if len(boundaries) and rng.random() < switch_prob:

@@ -1,0 +1,39 @@
+"""Toy training data and the model-made context: what the training forward is fed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from runtime.toy import world
+from runtime.toy.model import ToyConfig, ToyModel
+from runtime.toy.train import TeacherForcedAttention, make_batch, model_made_context, teacher_forced_forward
+
+
+def test_first_block_of_a_clip_from_a_random_state_has_no_loss():
+    x0, ids, w = make_batch(np.random.default_rng(0), 16, 3, 3, spawn_fraction=0.5)
+    assert x0.shape == (16, 3, 9, 64, 64) and ids.shape[:2] == (16, 3) and w.shape == (16, 1, 9, 64, 64)
+    first_masked = (w[:, :, :3] == 0).flatten(1).all(1)
+    assert 0 < int(first_masked.sum()) < 16
+    assert bool((w[:, :, 3:] >= 1).all())  # every later block is trained
+    # the unmasked clips are stream starts: their object is at the spawn point in frame 0
+    for clip in np.flatnonzero(~first_masked.numpy()):
+        heavy = np.argwhere(w[clip, 0, 0].numpy() > 1)
+        assert abs(heavy[:, 1].mean() - world.SPAWN_X) < 1.0
+
+
+def test_model_made_context_is_the_models_own_prediction_where_asked():
+    torch.manual_seed(0)
+    model = ToyModel(ToyConfig()).eval()
+    attn = TeacherForcedAttention(model.cfg.cache, 3, 3, (8, 8), model.cfg.dit.head_dim)
+    x0, ids, _ = make_batch(np.random.default_rng(1), 2, 3, 3)
+    sigma = torch.tensor([[1.0, 0.5, 0.2], [0.7, 0.7, 0.7]])
+    s = sigma.repeat_interleave(3, 1)[:, None, :, None, None]
+    xt = (1 - s) * x0 + s * torch.randn(x0.shape)
+    cond = model.text(ids.flatten(0, 1)).unflatten(0, (2, 3))
+    ctx = model_made_context(model, attn, x0, xt, sigma, s, cond, 3, torch.tensor([True, False]))
+    with torch.no_grad():
+        v = teacher_forced_forward(model, attn, x0, xt, sigma, cond, 3)
+    torch.testing.assert_close(ctx[0], (xt - s * v)[0].clamp(-1, 1))
+    assert torch.equal(ctx[1], x0[1])
+    assert model_made_context(model, attn, x0, xt, sigma, s, cond, 3, torch.tensor([False, False])) is x0
