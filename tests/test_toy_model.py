@@ -17,9 +17,11 @@ from runtime.toy.train import TeacherForcedAttention, teacher_forced_forward
 
 @pytest.mark.parametrize("positions", ["relative", "absolute"])
 @pytest.mark.parametrize("sink", [3, 0])
-def test_teacher_forced_forward_equals_engine_generation(positions, sink):
+@pytest.mark.parametrize("transition, switch", [("none", 3), ("recache", 3), ("recache", 4)])
+def test_teacher_forced_forward_equals_engine_generation(positions, sink, transition, switch):
     """Same weights, same noise: the training forward reproduces incremental generation through
-    the real Engine (sink + ring eviction + a prompt switch), so training sees test conditions."""
+    the real Engine (sink + ring eviction + a prompt switch), so training sees test conditions.
+    A recache at block 3 re-encodes the whole first window, at block 4 only the ring."""
     torch.manual_seed(0)
     cache = CacheConfig(sink_frames=sink, window_frames=9, positions=positions)
     cfg = ToyConfig(cache=cache)
@@ -33,14 +35,15 @@ def test_teacher_forced_forward_equals_engine_generation(positions, sink):
     stream = engine.open(p1, seed=seed)
     blocks = []
     for b in range(n_blocks):
-        if b == 3:
-            stream.switch_prompt(p2, "none")  # per-block prompts, as in the training clips
+        if b == switch:
+            stream.switch_prompt(p2, transition)  # per-block prompts, as in the training clips
         blocks.append(stream.next_block())
     g = torch.Generator().manual_seed(seed)
     noise = torch.cat([torch.randn((1, 3, 3, 64, 64), generator=g) for _ in range(n_blocks)], 2)
     x0 = torch.cat(blocks, 1)[None]
-    attn = TeacherForcedAttention(cache, 3, n_blocks, (8, 8), cfg.dit.head_dim)
-    cond = torch.stack([p1] * 3 + [p2] * 3)[None]
+    attn = TeacherForcedAttention(cache, 3, n_blocks, (8, 8), cfg.dit.head_dim,
+                                  recache_block=switch if transition == "recache" else None)
+    cond = torch.stack([p1] * switch + [p2] * (n_blocks - switch))[None]
     with torch.no_grad():
         v = teacher_forced_forward(model, attn, x0, noise, torch.ones(1, n_blocks), cond, 3)
     torch.testing.assert_close(noise - v, x0, atol=2e-5, rtol=1e-5)

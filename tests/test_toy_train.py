@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from runtime.toy import world
@@ -37,3 +38,12 @@ def test_model_made_context_is_the_models_own_prediction_where_asked():
     torch.testing.assert_close(ctx[0], (xt - s * v)[0].clamp(-1, 1))
     assert torch.equal(ctx[1], x0[1])
     assert model_made_context(model, attn, x0, xt, sigma, s, cond, 3, torch.tensor([False, False])) is x0
+
+
+def test_recache_steps_put_every_clips_switch_on_the_chosen_block():
+    _, ids, _ = make_batch(np.random.default_rng(2), 6, 5, 3, switch_block=2)
+    for clip in ids:
+        assert torch.equal(clip[0], clip[1]) and torch.equal(clip[2], clip[3]) and torch.equal(clip[3], clip[4])
+        assert not torch.equal(clip[1], clip[2])
+    with pytest.raises(ValueError, match="switch_at"):
+        world.sample_clip(np.random.default_rng(0), 9, switch_at=9)

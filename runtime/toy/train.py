@@ -38,38 +38,57 @@ from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, loss_weight,
 class TeacherForcedAttention:
     """SelfAttentionCache for a teacher-forced clip laid out as items of one block each.
 
-    Items: clean blocks ``0..n_clean-1`` then noisy blocks ``0..n_blocks-1`` (the model's batch
-    dimension is ``B * n_items``, item-major within each clip). Query item of block b (frames
-    [a, e)) attends to: clean sink blocks (frames < min(Z, a)), clean ring blocks with frames in
-    [max(Z, e - R), a), and its own block. Positions reproduce ``KVCache`` in either mode.
+    Items: clean blocks ``0..n_clean-1``, noisy blocks ``0..n_blocks-1``, then (with
+    ``recache_block``) the recached blocks; the model's batch dimension is ``B * n_items``,
+    item-major within each clip. Query item of block b (frames [a, e)) attends to: the sink blocks
+    (frames < min(Z, a)), the ring blocks with frames in [max(Z, e - R), a), and its own block.
+    Positions reproduce ``KVCache`` in either mode.
+
+    ``recache_block`` = s trains LongLive's recache switch at block s as ``Engine`` does it with a
+    global sink: the window's frames are re-encoded under the new prompt in one chunk (the ring
+    only once the stream is past its first window, else everything), the chunk attending to
+    itself and the kept sink; every block from s on then sees the recached context.
     """
 
     def __init__(self, cache: CacheConfig, frames_per_block: int, n_blocks: int, grid: tuple[int, int],
-                 head_dim: int, n_clean: int | None = None, device: torch.device | str = "cpu"):
+                 head_dim: int, n_clean: int | None = None, recache_block: int | None = None,
+                 device: torch.device | str = "cpu"):
         Fb, Z, R = frames_per_block, cache.sink_frames, cache.ring_frames
         if Z % Fb or R % Fb:
             raise ValueError(f"sink ({Z}) and ring ({R}) frames must be multiples of the block ({Fb})")
         self.n_blocks = n_blocks
         self.n_clean = n_blocks - 1 if n_clean is None else n_clean
-        self.n_items = self.n_clean + n_blocks
+        self.recache_block = recache_block
+        self.recached: list[int] = []  # blocks re-encoded at the switch
+        if recache_block is not None:
+            switch = recache_block * Fb
+            first = 0 if switch <= cache.window_frames else max(Z, switch - R)
+            self.recached = list(range(first // Fb, recache_block))
+        recached_item = {b: self.n_clean + n_blocks + i for i, b in enumerate(self.recached)}
+        self.n_items = self.n_clean + n_blocks + len(self.recached)
         rope = Rope3D(head_dim)
         table = lambda first: rope.table(torch.arange(first, first + Fb)[None], *grid, device)  # noqa: E731
-        blocks = [b for b in range(self.n_clean)] + list(range(n_blocks))
+        blocks = list(range(self.n_clean)) + list(range(n_blocks)) + self.recached
         self.items_table = torch.cat([table(b * Fb) for b in blocks])  # [n_items, 1, L, d/2, 2]
+
+        def sink_keys(query_end: int, before: int, item) -> list[tuple[int, Tensor | None]]:
+            # relative mode: the sink sits just before the window's first ring frame
+            shift = max(Z, query_end - R) - Z if cache.positions == "relative" else 0
+            return [(item(b), table(b * Fb + shift) if shift else None) for b in range(min(Z, before) // Fb)]
+
         # per query item: list of (key item, rope table for it or None = its own absolute rotation)
         self.plan: list[list[tuple[int, Tensor | None]]] = []
         for j, b in enumerate(blocks):
             a, e = b * Fb, (b + 1) * Fb
-            first_ring = max(Z, e - R)
-            keys: list[tuple[int, Tensor | None]] = []
-            for sb in range(min(Z, a) // Fb):
-                shift = first_ring - Z if cache.positions == "relative" else 0
-                keys.append((sb, table(sb * Fb + shift) if shift else None))
-            for rb in range(first_ring // Fb, b):
-                if rb * Fb >= Z:
-                    keys.append((rb, None))
-            keys.append((j, None))
-            self.plan.append(keys)
+            if j >= self.n_clean + n_blocks:  # a recached block: one chunk ending at the switch
+                chunk = [(recached_item[c], None) for c in self.recached]
+                first = self.recached[0] * Fb
+                self.plan.append(sink_keys(recache_block * Fb, first, lambda c: c) + chunk)
+                continue
+            after = recache_block is not None and b >= recache_block
+            item = (lambda c: recached_item.get(c, c)) if after else (lambda c: c)
+            ring = [(item(c), None) for c in range(max(Z, e - R) // Fb, b) if c * Fb >= Z]
+            self.plan.append(sink_keys(e, a, item) + ring + [(j, None)])
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         # q, k, v: [B * n_items, H, L, d]
@@ -91,18 +110,22 @@ def teacher_forced_forward(model: ToyModel, attn: TeacherForcedAttention, x0: Te
                            sigma: Tensor, cond: Tensor, frames_per_block: int) -> Tensor:
     """Flow prediction for every noisy block of a clip.
 
-    x0, xt: [B, C, T, H, W] clean and noisy clips (T = n_blocks * F); sigma: [B, n_blocks];
-    cond: [B, n_blocks, text_len, text_dim], the prompt of each block. Returns v [B, C, T, H, W].
+    x0, xt: [B, C, T, H, W] clean (context) and noisy clips (T = n_blocks * F); sigma: [B, n_blocks];
+    cond: [B, n_blocks, text_len, text_dim], the prompt of each block (recached blocks are encoded
+    under the prompt of the switch block). Returns v [B, C, T, H, W].
     """
     B, C, T, H, W = x0.shape
-    Fb, nb, nc = frames_per_block, attn.n_blocks, attn.n_clean
-    blocks = lambda x, n: x[:, :, : n * Fb].unflatten(2, (n, Fb)).transpose(1, 2)  # noqa: E731  [B, n, C, F, H, W]
-    items = torch.cat([blocks(x0, nc), blocks(xt, nb)], 1).flatten(0, 1)  # [B*N, C, F, H, W]
-    t = torch.cat([torch.zeros(B, nc, device=x0.device), sigma * 1000.0], 1)  # [B, N]
+    Fb, nb, nc, rc = frames_per_block, attn.n_blocks, attn.n_clean, attn.recached
+    blocks = lambda x: x.unflatten(2, (T // Fb, Fb)).transpose(1, 2)  # noqa: E731  [B, n, C, F, H, W]
+    clean = blocks(x0)
+    items = torch.cat([clean[:, :nc], blocks(xt)[:, :nb], clean[:, rc]], 1).flatten(0, 1)  # [B*N, C, F, H, W]
+    zeros = torch.zeros(B, device=x0.device)
+    t = torch.cat([zeros[:, None].expand(-1, nc), sigma * 1000.0, zeros[:, None].expand(-1, len(rc))], 1)  # [B, N]
     t = t[..., None].expand(-1, -1, Fb).flatten(0, 1)  # [B*N, F]
-    item_cond = torch.cat([cond[:, :nc], cond], 1).flatten(0, 1)  # [B*N, text_len, text_dim]
+    new_prompt = cond[:, attn.recache_block or 0, None].expand(-1, len(rc), -1, -1)
+    item_cond = torch.cat([cond[:, :nc], cond, new_prompt], 1).flatten(0, 1)  # [B*N, text_len, text_dim]
     v = model.dit(items, t, model.dit.text_kv(item_cond), attn)  # [B*N, C, F, H, W]
-    v = v.unflatten(0, (B, -1))[:, nc:]  # [B, nb, C, F, H, W]
+    v = v.unflatten(0, (B, -1))[:, nc:nc + nb]  # [B, nb, C, F, H, W]
     return v.transpose(1, 2).flatten(2, 3)
 
 
@@ -135,17 +158,20 @@ def object_weight(positions: np.ndarray, radius: float = 12.0, extra: float = 7.
 
 
 def make_batch(rng: np.random.Generator, batch: int, n_blocks: int, fb: int, split: str = "train",
-               spawn_fraction: float = 0.5, object_extra: float = 7.0):
+               spawn_fraction: float = 0.5, object_extra: float = 7.0, switch_block: int | None = None):
     """-> x0 [B, 3, T, 64, 64], ids [B, n_blocks, MAX_TOKENS], weight [B, 1, T, 64, 64].
 
     A ``spawn_fraction`` of the clips start a stream (``world.spawn_state``), the rest are pieces
     of streams from a random state. Their first block has no context, and at inference only a
     stream's start lacks context, so it gets no loss: the model learns that a block without
     context is a spawn, and from the other clips that context anywhere is continued.
+    ``switch_block`` puts every clip's prompt switch on that block (recache steps); otherwise half
+    the clips switch on a random block boundary.
     """
     spawn = rng.random(batch) < spawn_fraction
-    clips = [world.sample_clip(rng, n_blocks * fb, switch_prob=0.5, switch_align=fb, split=split, spawn=bool(sp))
-             for sp in spawn]
+    switch_at = None if switch_block is None else switch_block * fb
+    clips = [world.sample_clip(rng, n_blocks * fb, switch_prob=0.5, switch_align=fb, split=split, spawn=bool(sp),
+                               switch_at=switch_at) for sp in spawn]
     x0 = torch.from_numpy(np.stack([world.to_float(c.frames) for c in clips])).permute(0, 4, 1, 2, 3)
     ids = torch.tensor([[vocab.tokenize(c.prompts[b * fb]) for b in range(n_blocks)] for c in clips])
     w = np.stack([object_weight(c.positions, extra=object_extra) for c in clips])
@@ -176,6 +202,7 @@ class TrainConfig:
     object_extra_weight: float = 7.0
     model_context: float = 0.5  # fraction of clips whose context blocks are the model's own predictions
     spawn_fraction: float = 0.5  # fraction of clips that start a stream (see make_batch)
+    recache_fraction: float = 0.5  # fraction of steps whose clips all switch with LongLive's recache
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -204,10 +231,14 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
         start, history = ck["step"], ck["history"]
         print(f"resumed from {ckpt_path} at step {start}", flush=True)
     fb = cfg.frames_per_block
-    attn = TeacherForcedAttention(cfg.cache, fb, tc.blocks, model.dit.token_grid(world_frame()),
-                                  cfg.dit.head_dim, device=device)
+    layout = lambda recache_block: TeacherForcedAttention(  # noqa: E731
+        cfg.cache, fb, tc.blocks, model.dit.token_grid(world_frame()), cfg.dit.head_dim,
+        recache_block=recache_block, device=device)
+    attn_none = layout(None)  # a switch, if any, swaps the prompt only ("none")
+    attn_recache = {b: layout(b) for b in range(1, tc.blocks)}
     print(f"toy model: {parameter_count(model) / 1e6:.2f} M parameters; {tc.steps} steps of {tc.batch} clips x "
-          f"{tc.blocks * fb} frames; {attn.n_items * fb * 64} tokens per clip; device {device}, "
+          f"{tc.blocks * fb} frames; {attn_none.n_items * fb * 64} tokens per clip (recache steps: up to "
+          f"{max(a.n_items for a in attn_recache.values()) * fb * 64}); device {device}, "
           f"{torch.get_num_threads()} threads", flush=True)
     # bf16 autocast only where bf16 matmuls are native: this CPU (no avx512_bf16) runs them ~200x
     # slower than fp32, so CPU training stays in fp32 (docs/TOY_MODEL.md, "What failed")
@@ -226,8 +257,10 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
     for step in range(start, tc.steps):
         rng = np.random.default_rng([tc.seed, step])  # data depends on (seed, step): resumable
         g = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
+        recache_block = int(rng.integers(1, tc.blocks)) if rng.random() < tc.recache_fraction else None
+        attn = attn_none if recache_block is None else attn_recache[recache_block]
         x0, ids, w = make_batch(rng, tc.batch, tc.blocks, fb, spawn_fraction=tc.spawn_fraction,
-                                object_extra=tc.object_extra_weight)
+                                object_extra=tc.object_extra_weight, switch_block=recache_block)
         sigma = sample_sigma(g, (tc.batch, tc.blocks))
         noise = torch.randn(x0.shape, generator=g)
         s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
@@ -284,6 +317,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--model-context", type=float, default=d.model_context,
                    help="fraction of clips trained on the model's own predictions as context")
+    p.add_argument("--recache-fraction", type=float, default=d.recache_fraction,
+                   help="fraction of steps that train a recache prompt switch")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="out/toy-train", help="checkpoint folder (ckpt.pt, toy.safetensors)")
@@ -299,7 +334,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
-                     model_context=args.model_context)
+                     model_context=args.model_context, recache_fraction=args.recache_fraction)
     train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
           bf16=args.bf16)
     return 0

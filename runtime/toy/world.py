@@ -423,7 +423,8 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- training clips
 
 def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.5,
-                switch_align: int = 1, split: Split = "train", spawn: bool = False) -> Clip:
+                switch_align: int = 1, split: Split = "train", spawn: bool = False,
+                switch_at: int | None = None) -> Clip:
     """A random clip, with one mid-clip prompt switch with probability `switch_prob`.
 
     The switch lands on a multiple of `switch_align` (pass the model's block size so that
@@ -431,12 +432,17 @@ def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.
     but the object keeps its position and momentum, as in LongLive's interactive videos.
     Every segment's attributes are on the `split` side of `is_held_out`. With `spawn` the clip is
     the start of a stream (`spawn_state`), otherwise a piece of one from a random state.
+    `switch_at` forces the switch onto that frame.
     """
     first = sample_attributes(rng, split)
     state = spawn_state(rng, first) if spawn else initial_state(rng, first)
     boundaries = range(switch_align, n_frames, switch_align)
     switch = None
-    if len(boundaries) and rng.random() < switch_prob:
+    if switch_at is not None:
+        if not 0 < switch_at < n_frames:
+            raise ValueError(f"switch_at must lie inside the clip (1..{n_frames - 1}), got {switch_at}")
+        switch = switch_at
+    elif len(boundaries) and rng.random() < switch_prob:
         switch = int(rng.choice(boundaries))
     if switch is None:
         states = trajectory(state, n_frames)
