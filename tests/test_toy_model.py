@@ -55,15 +55,22 @@ def test_teacher_forced_attention_rejects_unaligned_cache():
 
 
 def test_shipped_weights_generate_the_prompted_scene():
+    """A short stream from the shipped model, read back by the probe: the prompted sky, ground and
+    object colour, the object at the spawn point first, and a recache switch obeyed within a block."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
     pipe = load_pipeline("toy", max_streams=1)
     prompt = "A sandy beach beneath the dark night sky. The red ball keeps bouncing"
     stream = pipe.open_stream(pipe.encode_prompt(prompt), seed=1)
     frames = np.concatenate([pipe.step([stream])[0] for _ in range(4)])
     assert frames.shape == (12, 64, 64, 3) and frames.dtype == np.uint8
-    res = probe_frames(frames[3:])
-    assert np.mean([r.sky == "night" for r in res]) >= 0.8
-    assert np.mean([r.ground == "sand" for r in res]) >= 0.8
+    res = probe_frames(frames)
+    assert np.mean([r.sky == "night" and r.ground == "sand" for r in res]) >= 0.9
+    assert np.mean([r.present and r.colour == "red" for r in res]) >= 0.8
+    assert res[0].present and abs(res[0].x - 32) < 4  # the spawn point
+    stream.switch_prompt(pipe.encode_prompt("A blue cube rests on the snowy field under a stormy sky"))
+    after = probe_frames(np.concatenate([pipe.step([stream])[0] for _ in range(3)]))
+    assert np.mean([r.sky == "storm" and r.ground == "snow" for r in after]) >= 0.9
+    assert np.mean([r.present and r.colour == "blue" for r in after]) >= 0.6
 
 
 def test_unknown_words_are_a_prompt_error_naming_them():

@@ -43,8 +43,8 @@ class ToyConfig:
     text_heads: int = 4
     frames_per_block: int = 3
     cache: CacheConfig = field(default_factory=lambda: CacheConfig(sink_frames=3, window_frames=9))
-    # undistilled model: deterministic (DDIM-like) steps, all at high sigma, where c_skip ~ 0 and
-    # the output carries no input noise (docs/TOY_MODEL.md, "Sampler"); no shift warp
+    # undistilled model: deterministic (DDIM-like) steps; the next block is nearly determined by
+    # context and prompt, so high-sigma x0 predictions suffice (docs/TOY_MODEL.md, "Sampler")
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(
         steps=(1000, 900, 800), warp=False, renoise="deterministic"))
     fps: float = 16.0

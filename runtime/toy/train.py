@@ -190,7 +190,7 @@ def sample_sigma(g: torch.Generator, shape: tuple[int, ...], p_one: float = 0.3)
 
 @dataclass
 class TrainConfig:
-    steps: int = 500
+    steps: int = 5600
     batch: int = 4
     blocks: int = 5  # blocks per clip: 15 frames; the last two blocks evict frames from the 9-frame window
     lr: float = 2e-3
