@@ -142,7 +142,7 @@ def model_made_context(model: ToyModel, attn: TeacherForcedAttention, x0: Tensor
     """
     if not bool(use.any()):
         return x0
-    v = teacher_forced_forward(model, attn, x0, xt, sigma, cond.detach(), frames_per_block)
+    v = teacher_forced_forward(model, attn, x0, xt, sigma, cond, frames_per_block)
     x0_hat = (xt - s * v.float()).clamp(-1, 1)
     return torch.where(use[:, None, None, None, None], x0_hat, x0)
 
@@ -265,15 +265,15 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
         noise = torch.randn(x0.shape, generator=g)
         s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
         xt = (1 - s) * x0 + s * noise
-        x0, xt, ids, w, sigma, noise = (a.to(device) for a in (x0, xt, ids, w, sigma, noise))
+        x0, xt, ids, w, sigma, s = (a.to(device) for a in (x0, xt, ids, w, sigma, s))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
         with amp:
             cond = model.text(ids.flatten(0, 1)).unflatten(0, (tc.batch, tc.blocks))
-            context = model_made_context(model, attn, x0, xt, sigma, s.to(device), cond, fb,
+            context = model_made_context(model, attn, x0, xt, sigma, s, cond, fb,
                                          torch.rand(tc.batch, generator=g).to(device) < tc.model_context)
             v = teacher_forced_forward(model, attn, context, xt, sigma, cond, fb)
-        err = ((xt - s.to(device) * v.float()) - x0).pow(2) * loss_weight(s.to(device))
+        err = ((xt - s * v.float()) - x0).pow(2) * loss_weight(s)
         loss = (err * w).mean() / w.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
