@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from plugins.host import PluginHost
 from runtime.profiling import stage
 from runtime.stream import Engine, Stream, Transition
 
@@ -89,33 +90,45 @@ class Pipeline:
 
 
 Builder = Callable[..., Pipeline]
-MODELS: dict[str, Builder] = {}
 
 
-def register_model(name: str, builder: Builder) -> None:
-    """Make ``load_pipeline(name, ...)`` call ``builder(device=, dtype=, weights=, max_streams=, ...)``."""
-    MODELS[name] = builder
+class ModelRegistry:
+    """Model name -> builder. Filled by the plugins' ``register_models`` hook (the built-in
+    models register the same way, from ``runtime/models.py``), so this module names no model."""
+
+    def __init__(self) -> None:
+        self._builders: dict[str, Builder] = {}
+
+    def add(self, name: str, builder: Builder) -> None:
+        """``builder(device=, dtype=, weights=, max_streams=, **options)`` returns a Pipeline."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a model name must be a non-empty string, not {name!r}")
+        self._builders[name] = builder
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def build(self, name: str, **kwargs) -> Pipeline:
+        try:
+            builder = self._builders[name]
+        except KeyError:
+            raise ValueError(f"unknown model {name!r}; available: {self.names}") from None
+        return builder(**kwargs)
+
+
+def model_registry(plugins: PluginHost | None = None) -> ModelRegistry:
+    """Every model the plugins register (with no host: the built-ins and installed entry points)."""
+    if plugins is None:
+        plugins = PluginHost()
+        plugins.load_entry_points()
+    registry = ModelRegistry()
+    plugins.register_models(registry)
+    return registry
 
 
 def load_pipeline(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                  weights: str | None = None, max_streams: int = 4, **options) -> Pipeline:
-    _register_builtin_models()
-    try:
-        builder = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {sorted(MODELS)}") from None
-    return builder(device=torch.device(device), dtype=dtype, weights=weights, max_streams=max_streams,
-                   **options)
-
-
-def _register_builtin_models() -> None:
-    if MODELS:
-        return
-    from runtime import random_model
-    from runtime.wan import model as longlive_model
-
-    register_model("random-small", random_model.build)
-    register_model("longlive-1.3b", longlive_model.build)
-    from runtime.toy import model as toy_model
-
-    register_model("toy", toy_model.build)
+                  weights: str | None = None, max_streams: int = 4, *, plugins: PluginHost | None = None,
+                  **options) -> Pipeline:
+    return model_registry(plugins).build(name, device=torch.device(device), dtype=dtype, weights=weights,
+                                         max_streams=max_streams, **options)
