@@ -5,17 +5,21 @@ plugin is any module or object with functions named like the hooks below and mar
 ``@hookimpl``; it implements only the hooks it needs and may ask for any subset of a hook's
 arguments, by name.
 
+Every hook is named ``longlive_<what>`` (greppable, no clash with other pluggy projects);
+calls are keyword-only.
+
 Two kinds of hooks, and the thread each runs on:
 
-* **Decision hooks** (``configure``, ``register_models``, ``rewrite_prompt``, ``game_event``)
-  run synchronously on the daemon's loop thread, between two blocks, because their answer
+* **Decision hooks** (``longlive_configure``, ``longlive_register_models``,
+  ``longlive_rewrite_prompt``, ``longlive_game_event``) run synchronously on the daemon's loop thread, between two blocks, because their answer
   decides what the stream shows. They must return quickly (well under a block, ~100 ms for
   the toy model): a slow decision hook delays the next block of every session.
-* **Observer hooks** (``daemon_started``, ``session_opened``, ``session_status``,
-  ``event_acked``, ``frames``, ``session_closed``, ``daemon_stopping``) never run on the loop.
+* **Observer hooks** (``longlive_daemon_started``, ``longlive_session_opened``,
+  ``longlive_session_status``, ``longlive_event_acked``, ``longlive_frames``,
+  ``longlive_session_closed``, ``longlive_daemon_stopping``) never run on the loop.
   Each observing plugin has its own worker thread and queue; its notes arrive there in the
   order they happened. Generation never waits for an observer: when a plugin falls more than
-  ``OBSERVER_QUEUE_BLOCKS`` blocks of frames behind, further ``frames`` notes for it are
+  ``OBSERVER_QUEUE_BLOCKS`` blocks of frames behind, further ``longlive_frames`` notes for it are
   dropped (counted per plugin and reported in status as ``observations_dropped``); lifecycle
   notes (opened, acked, closed, stopping) are never dropped.
 
@@ -59,7 +63,7 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class EventInfo:
-    """The controller event a prompt comes from (for ``rewrite_prompt``)."""
+    """The controller event a prompt comes from (for ``longlive_rewrite_prompt``)."""
 
     id: str
     type: str  # 'open', 'prompt' or 'event'
@@ -111,7 +115,7 @@ class DaemonInfo:
 
 
 @hookspec
-def configure(config: Mapping[str, Any]) -> None:
+def longlive_configure(config: Mapping[str, Any]) -> None:
     """Called once, right after the plugin is registered, with the whole ``--plugin-config``
     TOML document (empty without one). By convention a plugin reads the table named after it
     (``config.get("recorder", {})``). Raise ``ValueError`` with a clear message to refuse a
@@ -119,14 +123,14 @@ def configure(config: Mapping[str, Any]) -> None:
 
 
 @hookspec
-def register_models(registry: Any) -> None:
+def longlive_register_models(registry: Any) -> None:
     """Add models with ``registry.add(name, builder)``, where ``builder(device=, dtype=,
     weights=, max_streams=, **options)`` returns a ``runtime.pipeline.Pipeline``. Called when
     a model is first looked up; the built-in models register through this hook too."""
 
 
 @hookspec
-def rewrite_prompt(session: SessionInfo, text: str, event: EventInfo) -> str | None:
+def longlive_rewrite_prompt(session: SessionInfo, text: str, event: EventInfo) -> str | None:
     """Rewrite a prompt before it is encoded. Chained: each plugin receives the previous
     plugin's result (most recently registered first); return None to leave the text as it is.
     The result must be a non-empty string the model can encode, or the event is refused with
@@ -134,7 +138,7 @@ def rewrite_prompt(session: SessionInfo, text: str, event: EventInfo) -> str | N
 
 
 @hookspec(firstresult=True)
-def game_event(session: SessionInfo, name: str, payload: Mapping[str, Any]) -> PromptChange | str | None:
+def longlive_game_event(session: SessionInfo, name: str, payload: Mapping[str, Any]) -> PromptChange | str | None:
     """Turn a named game event into a prompt change (a ``PromptChange``, or a plain string
     meaning a ``recache`` switch at the next boundary), or return None to decline. The first
     plugin that answers wins. The event's ack then carries the frame the change took effect
@@ -145,41 +149,41 @@ def game_event(session: SessionInfo, name: str, payload: Mapping[str, Any]) -> P
 
 
 @hookspec
-def daemon_started(daemon: DaemonInfo) -> None:
+def longlive_daemon_started(daemon: DaemonInfo) -> None:
     """The daemon is bound and about to serve."""
 
 
 @hookspec
-def session_opened(session: SessionInfo, prompt: str) -> None:
+def longlive_session_opened(session: SessionInfo, prompt: str) -> None:
     """A session exists; its first frame will be frame 0 under ``prompt``."""
 
 
 @hookspec
-def session_status(session: SessionInfo, status: Mapping[str, Any]) -> None:
+def longlive_session_status(session: SessionInfo, status: Mapping[str, Any]) -> None:
     """About once per status period: the session's figures (fps_measured, frames_late,
     cache_fill, latency_ms, frame, pending_events, observations_dropped, ...), the same as
     the protocol's status message."""
 
 
 @hookspec
-def event_acked(session: SessionInfo, ack: AckInfo) -> None:
+def longlive_event_acked(session: SessionInfo, ack: AckInfo) -> None:
     """An event of this session got its final answer (after any frames it names were
-    delivered to ``frames``)."""
+    delivered to ``longlive_frames``)."""
 
 
 @hookspec
-def frames(session: SessionInfo, first_index: int, frames: np.ndarray, prompt_id: str | None) -> None:
+def longlive_frames(session: SessionInfo, first_index: int, frames: np.ndarray, prompt_id: str | None) -> None:
     """A block of decoded frames, uint8 ``[n, H, W, 3]``, numbered from ``first_index``;
     ``prompt_id`` is the event whose prompt was in effect. The array is the plugin's own
     (read-only) copy. May be dropped when this plugin falls behind (see module docstring)."""
 
 
 @hookspec
-def session_closed(session: SessionInfo, frames: int) -> None:
+def longlive_session_closed(session: SessionInfo, frames: int) -> None:
     """The session ended after ``frames`` frames (closed by a client, or the daemon stopping)."""
 
 
 @hookspec
-def daemon_stopping() -> None:
+def longlive_daemon_stopping() -> None:
     """The daemon is stopping (signal or ``stop()``); flush and close. Sessions still open
     have already been reported closed."""

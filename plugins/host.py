@@ -36,7 +36,7 @@ BUILTINS = {  # short names accepted by --plugin and the config file's `enable` 
     "metrics": "plugins.metrics",
 }
 OBSERVER_HOOKS = ("daemon_started", "session_opened", "session_status", "event_acked", "frames",
-                  "session_closed", "daemon_stopping")
+                  "session_closed", "daemon_stopping")  # hook names without the longlive_ prefix
 _STOP = object()
 
 
@@ -219,11 +219,11 @@ class PluginHost:
         plugin = self.pm.get_plugin(name)
         if plugin is None:
             return None
-        return next((i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin), None)
+        return next((i for i in _caller(self.pm, hook).get_hookimpls() if i.plugin is plugin), None)
 
     def _impls(self, hook: str) -> list[tuple[str, pluggy.HookImpl]]:
         """(plugin name, implementation) in pluggy's call order (last registered first)."""
-        return [(impl.plugin_name, impl) for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls())]
+        return [(impl.plugin_name, impl) for impl in reversed(_caller(self.pm, hook).get_hookimpls())]
 
     def _call_all(self, hook: str, kwargs: dict[str, Any]) -> None:
         for name, impl in self._impls(hook):
@@ -254,6 +254,11 @@ class PluginHost:
                   "".join(traceback.format_exception(exc)).rstrip())
         if observer is not None:
             observer.queue.put(_STOP)  # its worker drains what is queued (now no-ops) and ends
+
+
+def _caller(pm: pluggy.PluginManager, hook: str) -> pluggy.HookCaller:
+    """The caller of ``longlive_<hook>``; the host's methods name hooks without the prefix."""
+    return getattr(pm.hook, f"{hookspecs.PROJECT}_{hook}")
 
 
 def _import(spec: str) -> object:

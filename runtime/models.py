@@ -28,7 +28,7 @@ def _longlive(**kwargs) -> Pipeline:
 
 
 @hookimpl
-def register_models(registry: ModelRegistry) -> None:
+def longlive_register_models(registry: ModelRegistry) -> None:
     registry.add("random-small", _random_small)
     registry.add("toy", _toy)
     registry.add("longlive-1.3b", _longlive)
