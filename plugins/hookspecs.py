@@ -31,7 +31,7 @@ event is acknowledged without a frame).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,9 @@ class SessionInfo:
     frame_shape: tuple[int, int]  # (height, width) of the frames
     seed: int
     frames_per_block: int
+    # Raises ValueError naming the problem (e.g. unknown words for the toy model) when the
+    # model cannot encode a prompt; lets a plugin check its output before returning it.
+    check_prompt: Callable[[str], None] = field(default=lambda text: None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
