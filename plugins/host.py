@@ -202,6 +202,10 @@ class PluginHost:
             if self._impl(name, hook) is not None:
                 observer.put(hook, kwargs)
 
+    def observes(self, hook: str) -> bool:
+        """Whether any active plugin implements observer ``hook`` (so the caller may skip building its arguments)."""
+        return any(self._impl(name, hook) is not None for name in list(self._observers))
+
     def observations_dropped(self) -> int:
         return sum(o.dropped for o in self._observers.values())
 

@@ -31,6 +31,7 @@ MAX_FPS = 240.0
 EVENTS_PER_SECOND = 100.0
 EVENT_BURST = 200
 MAX_SESSIONS = 8
+MAX_PLUGINS = 64  # names listed in a status message
 
 # A session name becomes part of a topic, so it is restricted to characters that cannot
 # collide with the topic separator.

@@ -232,6 +232,8 @@ class Status(StreamMessage):
     paused: bool = spec(boolean())
     seed: int = spec(SEED)
     request_id: str | None = spec(optional(ID), None)
+    plugins: tuple[str, ...] = spec(text_list(C.MAX_PLUGINS, text(C.MAX_NAME_CHARS)), ())  # active daemon plugins
+    observations_dropped: int = spec(COUNT, 0)  # plugin observer notes dropped so far (slow observers)
 
 
 @dataclass(frozen=True, kw_only=True)

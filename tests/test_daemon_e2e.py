@@ -14,6 +14,8 @@ import zmq
 
 from protocol import Ack, Error, ErrorCode, Pause, Prompt, Resume, Status, encode
 from protocol import constants as C
+from plugins import hookimpl
+from plugins.host import PluginHost
 from protocol.client import Controller, Picture, RemoteError, Viewer
 from runtime.daemon.daemon import Daemon, DaemonConfig
 from runtime.daemon.inprocess import serve_in_thread
@@ -30,12 +32,12 @@ def pipe():
 
 
 @contextmanager
-def daemon_on(pipe, transport: str = "tcp", tmp_path=None, on_event=None, **config) -> Iterator[tuple[Daemon, str, str]]:
+def daemon_on(pipe, transport: str = "tcp", tmp_path=None, plugins=None, **config) -> Iterator[tuple[Daemon, str, str]]:
     if transport == "tcp":
         control, stream = TCP, TCP
     else:
         control, stream = f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/stream"
-    with serve_in_thread(pipe, DaemonConfig(control=control, stream=stream, **config), on_event) as daemon:
+    with serve_in_thread(pipe, DaemonConfig(control=control, stream=stream, **config), plugins) as daemon:
         yield daemon, *daemon.endpoints
 
 
@@ -151,10 +153,14 @@ def test_resent_event_is_answered_again_not_executed_again(pipe):
 
 
 def test_game_event_hook_maps_events_to_prompts(pipe):
-    def hook(session, name, payload):
-        return NIGHT if name == "door_opened" and payload.get("room") == "hall" else None
+    class Rules:
+        @hookimpl
+        def longlive_game_event(self, name, payload):
+            return NIGHT if name == "door_opened" and payload.get("room") == "hall" else None
 
-    with daemon_on(pipe, on_event=hook) as (_, control, stream), Viewer(stream, acks=False, status=False) as view, \
+    host = PluginHost(builtin_models=False)
+    host.register(Rules(), "rules")
+    with daemon_on(pipe, plugins=host) as (_, control, stream), Viewer(stream, acks=False, status=False) as view, \
             Controller(control, stream) as ctl:
         assert ctl.event("footstep", {"x": 1.5}).frame is None
         ack = ctl.event("door_opened", {"room": "hall"})

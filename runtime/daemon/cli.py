@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from plugins.host import PluginError, PluginHost, read_config
 from protocol import constants as C
 from protocol.client import Controller, Picture, RemoteError, Viewer
 from protocol.messages import Ack, Error, Heartbeat, Status
@@ -38,6 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--jpeg-quality", type=int, default=85)
     serve.add_argument("--curve-secret", type=Path, help="daemon certificate (.key_secret); enables CURVE")
     serve.add_argument("--curve-clients", type=Path, help="directory of allowed client public keys (*.key)")
+    serve.add_argument("--plugin", action="append", default=[], metavar="NAME|MODULE|FILE.py",
+                       help="load a plugin: a built-in (recorder, composer, osc, metrics), a module or a file "
+                            "(repeatable; installed `longlive.plugins` entry points load by themselves)")
+    serve.add_argument("--plugin-config", type=Path, metavar="FILE.toml",
+                       help="plugin settings; its [plugins] enable = [...] list loads plugins too")
+    serve.add_argument("--no-entry-points", action="store_true", help="do not load installed plugins")
     serve.add_argument("-v", "--verbose", action="store_true")
     serve.set_defaults(run=cmd_serve)
 
@@ -105,34 +112,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        pipe = load_model(args.model, args.weights, args.device, args.max_sessions)
+        plugins = load_plugins(args.plugin, args.plugin_config, entry_points=not args.no_entry_points)
+    except PluginError as exc:
+        print(f"longlive serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        pipe = load_model(args.model, args.weights, args.device, args.max_sessions, plugins)
     except (ValueError, OSError) as exc:  # unknown model, bad option, missing or corrupt weights
         print(f"longlive serve: cannot load model {args.model!r}: {exc}", file=sys.stderr)
+        plugins.close()
         return 2
     defaults = DaemonConfig()
     config = DaemonConfig(
         control=args.control, stream=args.stream, default_session=args.session or None,
         default_prompt=args.prompt or defaults.default_prompt, seed=args.seed, lookahead_blocks=args.lookahead,
         max_sessions=args.max_sessions, hwm=args.hwm, jpeg_quality=args.jpeg_quality, curve=curve)
-    daemon = Daemon(pipe, config)
+    daemon = Daemon(pipe, config, plugins=plugins)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: daemon.stop())
     control, stream = daemon.endpoints
     print(f"longlive: serving {pipe.name} ({pipe.frame_shape[1]}x{pipe.frame_shape[0]} @ {pipe.fps:g} fps); "
           f"control {control}, stream {stream}", flush=True)
+    print(f"longlive: plugins {', '.join(plugins.names)}"
+          + "".join(f"; {name} DISABLED ({why})" for name, why in plugins.disabled.items()), flush=True)
     daemon.run()
     print("longlive: stopped", flush=True)
     return 0
 
 
-def load_model(name: str, weights: str | None, device: str | None, max_sessions: int) -> Pipeline:
-    """The named model on ``device`` (default: cuda when available)."""
+def load_plugins(specs: list[str], config: Path | None, entry_points: bool = True) -> PluginHost:
+    """The built-in models, installed entry points, the config's `enable` list, then ``specs``.
+    A plugin that fails to load is logged and listed as disabled; a bad config file raises PluginError."""
+    host = PluginHost(read_config(config))
+    if entry_points:
+        host.load_entry_points()
+    host.enable_from_config()
+    for spec in specs:
+        host.load(spec)
+    return host
+
+
+def load_model(name: str, weights: str | None, device: str | None, max_sessions: int,
+               plugins: PluginHost | None = None) -> Pipeline:
+    """The named model (built-in or from a plugin) on ``device`` (default: cuda when available)."""
     import torch
 
     from runtime.pipeline import load_pipeline
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_pipeline(name, device=device, weights=weights, max_streams=max_sessions)
+    return load_pipeline(name, device=device, weights=weights, max_streams=max_sessions, plugins=plugins)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,8 @@ from protocol.constants import ErrorCode
 from protocol.errors import ProtocolError
 from protocol.messages import (Ack, Close, ControlMessage, Error, Frame, GameEvent, Heartbeat, Open, Pause,
                                Prompt, Resume, Seed, Status, StatusRequest, StreamMessage)
+from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, PromptChange, SessionInfo
+from plugins.host import PluginHost
 from runtime.daemon.admission import RateLimiter, RecentEvents
 from runtime.daemon.pacing import Pacer
 from runtime.daemon.session import Awaiting, PendingPrompt, Session
@@ -36,9 +38,6 @@ from runtime.daemon.subscriptions import Subscriptions
 from runtime.pipeline import Pipeline, PromptError, VideoStream
 
 log = logging.getLogger("longlive.daemon")
-
-# (session, event name, payload) -> prompt text to switch to, or None to only acknowledge.
-EventHook = Callable[[str, str, dict[str, Any]], str | None]
 
 MAX_CONTROL_PER_TURN = 256  # bounded so a flood of events cannot starve the generator
 
@@ -67,12 +66,16 @@ def _cache_fill(stream: VideoStream) -> float:
 
 class Daemon:
     """Serves one pipeline. `run()` blocks until `stop()`; see runtime/daemon/cli.py for the
-    signal handling that `longlive serve` adds."""
+    signal handling that `longlive serve` adds.
+
+    ``plugins`` (see plugins/hookspecs.py) decide game events and prompt rewrites on this
+    loop's thread and observe frames on their own; the daemon closes the host when it stops."""
 
     def __init__(self, pipe: Pipeline, config: DaemonConfig = DaemonConfig(), *,
-                 on_event: EventHook | None = None, clock: Callable[[], float] = time.monotonic,
+                 plugins: PluginHost | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:
-        self.pipe, self.model, self.config, self.on_event = pipe, pipe.name, config, on_event
+        self.pipe, self.model, self.config = pipe, pipe.name, config
+        self.plugins = plugins if plugins is not None else PluginHost(builtin_models=False)
         self.max_sessions = min(config.max_sessions, pipe.engine.max_streams, C.MAX_SESSIONS)
         self.clock, self.wall_clock = clock, wall_clock
         self.context = zmq.Context()
@@ -102,6 +105,8 @@ class Daemon:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> None:
+        control, stream = self.endpoints
+        self.plugins.notify("daemon_started", daemon=DaemonInfo(self.model, control, stream, self.plugins.names))
         try:
             while not self._stopping:
                 self.turn()
@@ -163,20 +168,25 @@ class Daemon:
             self._boundary(session)
         blocks = self.pipe.step([s.stream for s in due])
         done, wall = self.clock(), self.wall_clock()
+        observed = self.plugins.observes("frames")
         for session, frames in zip(due, blocks):
             first = session.next_frame - len(frames)
             session.pacer.generated(first, len(frames), done, wall)
             self._publish_frames(session, frames, first)
+            if observed:
+                copy = np.array(frames)  # the observers' own, so the decoder may reuse its buffer
+                copy.flags.writeable = False
+                self.plugins.notify("frames", session=session.info, first_index=first, frames=copy,
+                                    prompt_id=session.prompt_id)
             for item in session.produced(len(frames), done):
-                self._ack(item.event_id, item.event_type, session.name, first)
+                latency = session.latency_ms(item, first) if item.prompt is not None else None
+                self._ack(item.event_id, item.event_type, session, first, item.prompt, latency)
 
     def _boundary(self, session: Session) -> None:
         """Apply the prompt due at this block boundary; ack the ones it supersedes."""
         winner, superseded = session.take_due_prompts()
         for loser in superseded:
-            self._answer(loser.event_id, Ack(id=self._id(), event_id=loser.event_id, event_type=loser.event_type,
-                                              session=session.name, status="superseded",
-                                              superseded_by=winner.event_id if winner else None))
+            self._supersede(session, loser.event_id, loser.event_type, winner.event_id if winner else None)
         if winner is not None:
             session.apply_prompt(winner)
 
@@ -234,6 +244,21 @@ class Daemon:
         except PromptError as exc:
             raise ProtocolError(ErrorCode.BAD_PROMPT, str(exc)) from None
 
+    def _check_prompt(self, text: str) -> None:
+        """For plugins (SessionInfo.check_prompt): PromptError (a ValueError) if the model cannot take ``text``."""
+        self.pipe.encode_prompt(text)
+
+    def _rewrite(self, info: SessionInfo, text: str, event: EventInfo) -> str:
+        """The prompt after the plugins' rewrite chain; a plugin's unusable result is BAD_PROMPT."""
+        try:
+            text = self.plugins.rewrite_prompt(info, text, event)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.BAD_PROMPT, str(exc)) from None
+        if len(text) > C.MAX_PROMPT_CHARS:
+            raise ProtocolError(ErrorCode.BAD_PROMPT, f"the rewritten prompt has {len(text)} characters, "
+                                f"more than {C.MAX_PROMPT_CHARS}")
+        return text
+
     def _on_open(self, msg: Open, now: float) -> None:
         if msg.session in self.sessions:
             raise ProtocolError(ErrorCode.SESSION_EXISTS, f"session {msg.session!r} is already open")
@@ -245,31 +270,46 @@ class Daemon:
         if (msg.width or width, msg.height or height) != (width, height):
             raise ProtocolError(ErrorCode.UNSUPPORTED, f"{self.model} makes {width}x{height} frames only")
         prompt = msg.prompt or self.config.default_prompt
-        self._open(msg.session, prompt, msg.id if msg.prompt else None, msg.seed, msg.fps, now)
-        self.sessions[msg.session].awaiting.append(Awaiting(msg.id, msg.TYPE, now, is_prompt=False))
+        self._open(msg.session, prompt, msg.id if msg.prompt else None, msg.seed, msg.fps, now,
+                   EventInfo(msg.id, msg.TYPE, msg.client))
+        self.sessions[msg.session].awaiting.append(Awaiting(msg.id, msg.TYPE, now))
         self.recent.pending(msg.id)
 
-    def _open(self, name: str, prompt: str, prompt_id: str | None, seed: int, fps: float | None, now: float) -> None:
+    def _open(self, name: str, prompt: str, prompt_id: str | None, seed: int, fps: float | None, now: float,
+              event: EventInfo | None = None) -> None:
+        fps = fps or self.pipe.fps
+        info = SessionInfo(name, self.model, fps, self.pipe.frame_shape, seed, self.pipe.frames_per_block,
+                           check_prompt=self._check_prompt)
+        prompt = self._rewrite(info, prompt, event or EventInfo(f"{self._boot}-default", "open"))
         stream = self.pipe.open_stream(self._encode_prompt(prompt), seed=seed)
-        pacer = Pacer(fps or self.pipe.fps, self.pipe.frames_per_block, self.config.lookahead_blocks)
-        self.sessions[name] = Session(name, stream, pacer, prompt, prompt_id, seed)
+        pacer = Pacer(fps, self.pipe.frames_per_block, self.config.lookahead_blocks)
+        self.sessions[name] = Session(name, stream, pacer, prompt, prompt_id, seed, info)
         log.info("session %s opened (seed %d): %s", name, seed, prompt)
+        self.plugins.notify("session_opened", session=info, prompt=prompt)
 
     def _on_close(self, session: Session, msg: Close, now: float) -> None:
+        self._end(session, closed_by=msg)
+
+    def _end(self, session: Session, closed_by: Close | None) -> None:
+        """Close a session's stream; its unfinished events are acked superseded (by the close)."""
         self.pipe.close_stream(session.stream)
         del self.sessions[session.name]
         unfinished = [(p.event_id, p.event_type) for p in session.prompts] + [
             (a.event_id, a.event_type) for a in session.awaiting]
         for event_id, event_type in unfinished:
-            self._answer(event_id, Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name,
-                                       status="superseded", superseded_by=msg.id))
-        self._ack(msg.id, msg.TYPE, session.name, None)
+            self._supersede(session, event_id, event_type, closed_by.id if closed_by else None)
+        if closed_by is not None:
+            self._ack(closed_by.id, closed_by.TYPE, session, None)
+        self.plugins.notify("session_closed", session=session.info, frames=session.next_frame)
 
     def _on_prompt(self, session: Session, msg: Prompt, now: float) -> None:
-        self._queue_prompt(session, msg.id, msg.TYPE, msg.text, msg.transition, msg.blend_blocks, msg.at_frame, now)
+        self._queue_prompt(session, EventInfo(msg.id, msg.TYPE, msg.client), msg.text, msg.transition,
+                           msg.blend_blocks, msg.at_frame, now)
 
-    def _queue_prompt(self, session: Session, event_id: str, event_type: str, text: str, transition: str,
+    def _queue_prompt(self, session: Session, event: EventInfo, text: str, transition: str,
                       blend_blocks: int | None, at_frame: int | None, now: float) -> None:
+        event_id, event_type = event.id, event.type
+        text = self._rewrite(session.info, text, event)
         cond = self._encode_prompt(text)
         session.prompts.append(PendingPrompt(event_id, event_type, text, cond, transition, blend_blocks, at_frame, now))
         self.recent.pending(event_id)
@@ -278,33 +318,35 @@ class Daemon:
         session.pause()
         for item in [a for a in session.awaiting if a.event_type == Resume.TYPE]:  # undone before any frame
             session.awaiting.remove(item)
-            self._answer(item.event_id, Ack(id=self._id(), event_id=item.event_id, event_type=item.event_type,
-                                            session=session.name, status="superseded", superseded_by=msg.id))
-        self._ack(msg.id, msg.TYPE, session.name, session.next_frame)
+            self._supersede(session, item.event_id, item.event_type, msg.id)
+        self._ack(msg.id, msg.TYPE, session, session.next_frame)
 
     def _on_resume(self, session: Session, msg: Resume, now: float) -> None:
         if not session.paused:
-            self._ack(msg.id, msg.TYPE, session.name, session.next_frame)
+            self._ack(msg.id, msg.TYPE, session, session.next_frame)
             return
         session.resume()
-        session.awaiting.append(Awaiting(msg.id, msg.TYPE, now, is_prompt=False))
+        session.awaiting.append(Awaiting(msg.id, msg.TYPE, now))
         self.recent.pending(msg.id)
 
     def _on_seed(self, session: Session, msg: Seed, now: float) -> None:
         session.stream.set_seed(msg.seed)  # between blocks, so it applies from the next block
         session.seed = msg.seed
-        session.awaiting.append(Awaiting(msg.id, msg.TYPE, now, is_prompt=False))
+        session.info = replace(session.info, seed=msg.seed)
+        session.awaiting.append(Awaiting(msg.id, msg.TYPE, now))
         self.recent.pending(msg.id)
 
     def _on_game_event(self, session: Session, msg: GameEvent, now: float) -> None:
-        text = self.on_event(session.name, msg.name, msg.payload) if self.on_event else None
-        if text is not None and (not isinstance(text, str) or len(text) > C.MAX_PROMPT_CHARS):
-            raise ProtocolError(ErrorCode.BAD_PROMPT, f"the event hook mapped {msg.name!r} to an unusable prompt: "
-                                f"{type(text).__name__} of length {len(text) if isinstance(text, str) else '-'}")
-        if text is None:
-            self._ack(msg.id, msg.TYPE, session.name, None)
-        else:
-            self._queue_prompt(session, msg.id, msg.TYPE, text, "recache", None, None, now)
+        change, plugin = self.plugins.game_event(session.info, msg.name, msg.payload)
+        if change is None:
+            self._ack(msg.id, msg.TYPE, session, None)
+            return
+        problem = _change_problem(change)
+        if problem:
+            raise ProtocolError(ErrorCode.BAD_PROMPT, f"plugin {plugin} mapped event {msg.name!r} to an unusable "
+                                f"prompt change: {problem}")
+        self._queue_prompt(session, EventInfo(msg.id, msg.TYPE, msg.client, msg.name, msg.payload), change.text,
+                           change.transition, change.blend_blocks, change.at_frame, now)
 
     # ------------------------------------------------------------------ publishing
 
@@ -342,7 +384,8 @@ class Daemon:
                       lookahead_blocks=session.pacer.blocks_ahead(session.next_frame, now),
                       cache_fill=_cache_fill(session.stream), frames_late=session.pacer.frames_late,
                       frame=session.next_frame, block=session.block, prompt_id=session.prompt_id,
-                      prompt=session.prompt, paused=session.paused, seed=session.seed, request_id=request_id)
+                      prompt=session.prompt, paused=session.paused, seed=session.seed, request_id=request_id,
+                      plugins=self.plugins.names, observations_dropped=self.plugins.observations_dropped())
 
     def _id(self) -> str:
         self._serial += 1
@@ -352,8 +395,19 @@ class Daemon:
         return Error(id=self._id(), event_id=event_id, code=int(code), name=ErrorCode(code).name,
                      message=message[:1000], session=session)
 
-    def _ack(self, event_id: str, event_type: str, session: str | None, frame: int | None) -> None:
-        self._answer(event_id, Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session, frame=frame))
+    def _ack(self, event_id: str, event_type: str, session: Session, frame: int | None,
+             prompt: PendingPrompt | None = None, latency_ms: float | None = None) -> None:
+        self._answer(event_id, Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name,
+                                   frame=frame))
+        change = {} if prompt is None else {"text": prompt.text, "transition": prompt.transition,
+                                            "source": prompt.event_type}
+        self.plugins.notify("event_acked", session=session.info, ack=AckInfo(
+            event_id, event_type, "ok", frame, latency_ms=latency_ms, **change))
+
+    def _supersede(self, session: Session, event_id: str, event_type: str, by: str | None) -> None:
+        self._answer(event_id, Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name,
+                                   status="superseded", superseded_by=by))
+        self.plugins.notify("event_acked", session=session.info, ack=AckInfo(event_id, event_type, "superseded", None))
 
     def _answer(self, event_id: str, message: StreamMessage) -> None:
         """Publish the final answer to an event and remember it for resends."""
@@ -370,10 +424,24 @@ class Daemon:
 
     def close(self) -> None:
         for session in list(self.sessions.values()):
-            self.pipe.close_stream(session.stream)
-        self.sessions.clear()
+            self._end(session, closed_by=None)
+        self.plugins.close()
         self.sockets.close()
         self._wake_recv.close()
         with self._wake_lock:
             self._wake_send.close()
         self.context.term()
+
+
+def _change_problem(change: PromptChange) -> str | None:
+    """Why a plugin's prompt change cannot be queued, or None."""
+    if not isinstance(change.text, str) or not change.text.strip() or len(change.text) > C.MAX_PROMPT_CHARS:
+        return f"text must be 1..{C.MAX_PROMPT_CHARS} characters, got {change.text!r:.80}"
+    if change.transition not in C.TRANSITIONS:
+        return f"transition {change.transition!r} is not one of {list(C.TRANSITIONS)}"
+    if change.transition == "blend" and not (isinstance(change.blend_blocks, int)
+                                             and 1 <= change.blend_blocks <= C.MAX_BLEND_BLOCKS):
+        return f"a blend needs blend_blocks in 1..{C.MAX_BLEND_BLOCKS}"
+    if change.at_frame is not None and not (isinstance(change.at_frame, int) and change.at_frame >= 0):
+        return f"at_frame must be a frame index >= 0, got {change.at_frame!r}"
+    return None

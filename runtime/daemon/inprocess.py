@@ -11,15 +11,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from runtime.daemon.daemon import Daemon, DaemonConfig, EventHook
+from plugins.host import PluginHost
+from runtime.daemon.daemon import Daemon, DaemonConfig
 from runtime.pipeline import Pipeline
 
 
 @contextmanager
-def serve_in_thread(pipe: Pipeline, config: DaemonConfig = DaemonConfig(), on_event: EventHook | None = None) -> Iterator[Daemon]:
+def serve_in_thread(pipe: Pipeline, config: DaemonConfig = DaemonConfig(),
+                    plugins: PluginHost | None = None) -> Iterator[Daemon]:
     """Yields the running daemon; `daemon.endpoints` are the bound endpoints (tcp ports
-    resolved when the config asked for `tcp://127.0.0.1:*`)."""
-    daemon = Daemon(pipe, config, on_event=on_event)
+    resolved when the config asked for `tcp://127.0.0.1:*`). The daemon closes ``plugins`` when it stops."""
+    daemon = Daemon(pipe, config, plugins=plugins)
     thread = threading.Thread(target=daemon.run, name="longlive-daemon", daemon=True)
     thread.start()
     try:

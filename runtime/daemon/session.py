@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from plugins.hookspecs import SessionInfo
 from runtime.daemon.pacing import Pacer
 
 
@@ -20,7 +21,7 @@ from runtime.daemon.pacing import Pacer
 class PendingPrompt:
     event_id: str
     event_type: str  # 'prompt', or 'event' when a game event was mapped to a prompt
-    text: str
+    text: str  # after the plugins' rewrite_prompt chain
     cond: Any  # the pipeline's encoding, made on receipt so that a bad prompt fails at once
     transition: str
     blend_blocks: int | None
@@ -35,12 +36,14 @@ class Awaiting:
     event_id: str
     event_type: str
     received: float
-    is_prompt: bool
+    prompt: PendingPrompt | None = None  # the prompt change it applied, if any
 
 
 class Session:
-    def __init__(self, name: str, stream: Any, pacer: Pacer, prompt: str, prompt_id: str | None, seed: int) -> None:
+    def __init__(self, name: str, stream: Any, pacer: Pacer, prompt: str, prompt_id: str | None, seed: int,
+                 info: SessionInfo) -> None:
         self.name = name
+        self.info = info  # what plugins are told about this session
         self.stream = stream
         self.pacer = pacer
         self.prompt, self.prompt_id, self.seed = prompt, prompt_id, seed
@@ -71,7 +74,7 @@ class Session:
         else:
             self.stream.switch_prompt(prompt.cond, transition=prompt.transition)
         self.prompt, self.prompt_id = prompt.text, prompt.event_id
-        self.awaiting.append(Awaiting(prompt.event_id, prompt.event_type, prompt.received, is_prompt=True))
+        self.awaiting.append(Awaiting(prompt.event_id, prompt.event_type, prompt.received, prompt))
 
     def produced(self, frames: int, now: float) -> list[Awaiting]:
         """Account for a block just made (after `pacer.generated` placed it on the clock);
@@ -83,9 +86,13 @@ class Session:
             self._produced.popleft()
         done, self.awaiting = self.awaiting, []
         for item in done:
-            if item.is_prompt:
-                self.latencies_ms.append(max(0.0, (self.pacer.due(first) - item.received) * 1000.0))
+            if item.prompt is not None:
+                self.latencies_ms.append(self.latency_ms(item, first))
         return done
+
+    def latency_ms(self, item: Awaiting, first: int) -> float:
+        """Event-to-frame latency: receipt to the due time of the first frame that shows it."""
+        return max(0.0, (self.pacer.due(first) - item.received) * 1000.0)
 
     def fps_measured(self, now: float) -> float:
         """Frames produced per second over the last few seconds (0 until two blocks exist)."""
