@@ -143,7 +143,11 @@ class Daemon:
         if now >= self._next_status:
             self._next_status = now + self.config.status_s
             for session in self.sessions.values():
-                self._publish(self._status(session, None))
+                status = self._status(session, None)
+                self._publish(status)
+                if self.plugins.observes("session_status"):
+                    self.plugins.notify("session_status", session=session.info,
+                                        status={f.name: getattr(status, f.name) for f in fields(status)})
         self._step(now)
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
