@@ -99,14 +99,14 @@ class Daemon:
         self._stopping = False
         now = self.clock()
         self._next_heartbeat, self._next_status = now, now + config.status_s
+        control, stream = self.endpoints
+        self.plugins.notify("daemon_started", daemon=DaemonInfo(self.model, control, stream, self.plugins.names))
         if config.default_session:
             self._open(config.default_session, config.default_prompt, None, config.seed, None, now)
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> None:
-        control, stream = self.endpoints
-        self.plugins.notify("daemon_started", daemon=DaemonInfo(self.model, control, stream, self.plugins.names))
         try:
             while not self._stopping:
                 self.turn()
