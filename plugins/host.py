@@ -103,6 +103,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.disabled: dict[str, str] = {}  # plugin name -> why
         self._observers: dict[str, _Observer] = {}
+        self._retired_drops = 0  # drops of observers since stopped or disabled
         self._lock = threading.Lock()  # observer threads may disable a plugin concurrently
         if builtin_models:
             self.load(BUILTIN_MODELS, name="models")
@@ -207,7 +208,8 @@ class PluginHost:
         return any(self._impl(name, hook) is not None for name in list(self._observers))
 
     def observations_dropped(self) -> int:
-        return sum(o.dropped for o in self._observers.values())
+        """Frames notes dropped so far, over every observer this host has had."""
+        return self._retired_drops + sum(o.dropped for o in list(self._observers.values()))
 
     def close(self, timeout: float = 10.0) -> None:
         """Tell observers the daemon stops, let them finish their queues, and stop their threads."""
@@ -215,6 +217,7 @@ class PluginHost:
         for name, observer in list(self._observers.items()):
             if not observer.stop(timeout):
                 log.error("plugin %s did not finish its observer queue within %.0f s; abandoned", name, timeout)
+            self._retired_drops += observer.dropped
         self._observers.clear()
 
     # ------------------------------------------------------------ calling, with isolation
@@ -254,6 +257,8 @@ class PluginHost:
             if plugin is not None:
                 self.pm.unregister(plugin, name)
             observer = self._observers.pop(name, None)
+            if observer is not None:
+                self._retired_drops += observer.dropped
         log.error("plugin %s %s; disabled, the daemon carries on without it\n%s", name, why,
                   "".join(traceback.format_exception(exc)).rstrip())
         if observer is not None:
