@@ -17,8 +17,8 @@ COMMANDS = {
     "watch": "runtime.daemon.cli",
     "bench-protocol": "runtime.daemon.cli",
     "bench": "runtime.bench",
-    "train": "runtime.toy.train",
-    "eval": "runtime.toy.evaluate",
+    "train": "toylab.train",
+    "eval": "toylab.evaluate",
 }
 
 
