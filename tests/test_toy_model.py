@@ -11,8 +11,8 @@ from runtime.pipeline import PromptError, load_pipeline
 from runtime.schedule import FlowSchedule, ScheduleConfig
 from runtime.stream import Engine, EngineConfig
 from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, ToyPromptEncoder, load_model, save_weights
-from runtime.toy.probe import probe_frames
-from runtime.toy.train import TeacherForcedAttention, teacher_forced_forward
+from toylab.probe import probe_frames
+from toylab.train import TeacherForcedAttention, teacher_forced_forward
 
 
 @pytest.mark.parametrize("positions", ["relative", "absolute"])

@@ -4,9 +4,9 @@ noise and blur a generator adds; motion from centroid tracks."""
 import numpy as np
 import pytest
 
-from runtime.toy import world
-from runtime.toy.probe import motion_from_track, probe_frame, probe_frames, track
-from runtime.toy.world import Attributes, SceneState
+from toylab import world
+from toylab.probe import motion_from_track, probe_frame, probe_frames, track
+from toylab.world import Attributes, SceneState
 
 N_CLIPS, CLIP_LEN = 50, 6  # 300 frames, half of them held-out combinations
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.toy import world
 from runtime.toy.model import ToyConfig, ToyModel
-from runtime.toy.train import TeacherForcedAttention, make_batch, model_made_context, teacher_forced_forward
+from toylab import world
+from toylab.train import TeacherForcedAttention, make_batch, model_made_context, teacher_forced_forward
 
 
 def test_first_block_of_a_clip_from_a_random_state_has_no_loss():

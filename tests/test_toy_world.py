@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from runtime.toy import prompts, vocab, world
-from runtime.toy.world import Attributes, SceneState
+from runtime.toy import vocab
+from toylab import prompts, world
+from toylab.world import Attributes, SceneState
 
 
 def attrs(**kw: str) -> Attributes:

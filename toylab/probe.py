@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.toy import world
+from toylab import world
 
 THRESHOLD = 40.0  # RGB distance from the row median that marks an object pixel
 MIN_AREA = 40  # px; the smallest object covers ~180, so a smaller blob is not an object

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from runtime.toy.world import Attributes
+    from toylab.world import Attributes
 
 SKY_PHRASES = {
     "day": ("a sunny daytime sky", "a bright midday sky", "a cloudless day sky", "broad daylight"),

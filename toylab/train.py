@@ -31,8 +31,9 @@ from torch import Tensor
 from runtime.attention import attention
 from runtime.kv_cache import CacheConfig
 from runtime.rope import Rope3D, apply_rope
-from runtime.toy import vocab, world
+from runtime.toy import vocab
 from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, loss_weight, parameter_count, save_weights
+from toylab import world
 
 
 class TeacherForcedAttention:

@@ -21,7 +21,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from runtime.toy.prompts import make_prompt
+from toylab.prompts import make_prompt
 
 SIZE = 64  # frame height and width, pixels
 HORIZON = 44  # first ground row; rows above it are sky
@@ -471,7 +471,7 @@ def contact_sheet(frames: np.ndarray, per_row: int = 12, scale: int = 2,
     return sheet
 
 
-if __name__ == "__main__":  # python -m runtime.toy.world OUT.png [SEED]: the docs' sheet
+if __name__ == "__main__":  # python -m toylab.world OUT.png [SEED]: the docs' sheet
     import sys
 
     from PIL import Image

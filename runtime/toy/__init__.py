@@ -1,1 +1,2 @@
-"""The embedded toy world: procedural scenes, prompts, tokenizer and an attribute probe."""
+"""The embedded ``toy`` model as served: network, vocabulary and text side, shipped weights.
+Its world, probe, trainer and evaluation live in the separate ``toylab`` package."""

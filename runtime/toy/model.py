@@ -4,7 +4,7 @@ The video model is the same ``CausalWanModel`` as the 1.3B model at a tiny size,
 (64x64 RGB in [-1, 1], 8x8 patches -> 64 tokens per frame, 3-D RoPE). The text encoder is
 trained with it: word embeddings + slot positions + a pre-norm transformer layer over
 ``vocab.tokenize`` ids, padded slots zeroed. Weights ship as bf16 safetensors beside a JSON
-config (``runtime/toy/weights/``) and load with no network. Training: runtime/toy/train.py,
+config (``runtime/toy/weights/``) and load with no network. Training: toylab/train.py,
 results: docs/TOY_MODEL.md.
 """
 
