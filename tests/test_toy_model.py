@@ -73,10 +73,13 @@ def test_shipped_weights_generate_the_prompted_scene():
     assert np.mean([r.present and r.colour == "blue" for r in after]) >= 0.6
 
 
-def test_unknown_words_are_a_prompt_error_naming_them():
+def test_prompts_are_read_for_meaning_and_unknown_words_are_a_prompt_error_naming_them():
     pipe = load_pipeline("toy", max_streams=1)
-    with pytest.raises(PromptError, match="'circle'.*'pond'"):
-        pipe.encode_prompt("a red circle by the pond")
+    typed = pipe.encode_prompt("a red circle by the pond at night")
+    assert torch.equal(typed, pipe.encode_prompt("A red ball rests on the ground across the sea under a starry night sky"))
+    assert not torch.equal(typed, pipe.encode_prompt("a red circle by the pond at noon"))
+    with pytest.raises(PromptError, match="'unicorn'.*'castle'"):
+        pipe.encode_prompt("a red unicorn by the castle")
     with pytest.raises(PromptError):
         pipe.encode_prompt("!!!")
 

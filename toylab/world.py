@@ -21,6 +21,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from runtime.toy.meaning import ATTRIBUTES
 from toylab.prompts import make_prompt
 
 SIZE = 64  # frame height and width, pixels
@@ -32,12 +33,8 @@ BOUNCE_SPEED = float(np.sqrt(2 * GRAVITY * BOUNCE_HEIGHT))  # launch speed that 
 ROLL_SPEED = 1.5  # px / frame for "left" / "right"
 SPAWN_X = SIZE / 2  # where every stream's object appears (spawn_state)
 
-SKIES = ("day", "sunset", "night", "storm")
-GROUNDS = ("grass", "snow", "sand", "water")
-COLOURS = ("red", "blue", "yellow", "purple", "pink")
-SHAPES = ("ball", "cube", "triangle")
-MOTIONS = ("left", "right", "bounce", "rest")
-WEATHERS = ("clear", "rain", "snow")
+# the attribute values are the served model's (runtime.toy.meaning reads prompts into them)
+SKIES, GROUNDS, COLOURS, SHAPES, MOTIONS, WEATHERS = ATTRIBUTES.values()
 
 # Gradient stops, top to bottom (RGB 0..255). Object colours below stay more than 60 away
 # from every sky and ground row, at any shade, so the probe can separate them (tested).

@@ -3,7 +3,8 @@
 The video model is the same ``CausalWanModel`` as the 1.3B model at a tiny size, in pixel space
 (64x64 RGB in [-1, 1], 8x8 patches -> 64 tokens per frame, 3-D RoPE). The text encoder is
 trained with it: word embeddings + slot positions + a pre-norm transformer layer over
-``vocab.tokenize`` ids, padded slots zeroed. Weights ship as bf16 safetensors beside a JSON
+``vocab.tokenize`` ids, padded slots zeroed; typed prompts reach it as the canonical sentence of
+their meaning (``runtime/toy/meaning.py``). Weights ship as bf16 safetensors beside a JSON
 config (``runtime/toy/weights/``) and load with no network. Training: toylab/train.py,
 results: docs/TOY_MODEL.md.
 """
@@ -25,7 +26,7 @@ from runtime.pipeline import Pipeline, PromptError
 from runtime.random_model import PixelDecoder
 from runtime.schedule import FlowSchedule, ScheduleConfig
 from runtime.stream import Engine, EngineConfig
-from runtime.toy import vocab
+from runtime.toy import meaning, vocab
 
 FRAME = (64, 64)
 WEIGHTS_DIR = Path(__file__).with_name("weights")
@@ -154,8 +155,20 @@ def tokenize_or_raise(text: str) -> Tensor:
     return torch.tensor(ids)
 
 
+def canonical_prompt(text: str) -> str:
+    """What the learned encoder reads for a typed prompt: its meaning (``meaning.read``, defaults
+    for what it leaves open) as one sentence of the encoder's training phrases; errors are PromptErrors."""
+    try:
+        return meaning.canonical(meaning.complete(meaning.read(text)))
+    except meaning.MeaningError as e:
+        raise PromptError(str(e)) from e
+
+
 class ToyPromptEncoder:
-    """The pipeline's TextEncoder: text -> [MAX_TOKENS, text_dim] float32, cached per prompt."""
+    """The pipeline's TextEncoder: text -> [MAX_TOKENS, text_dim] float32, cached per prompt.
+
+    Typed text is first read into the world's attributes and rewritten as the canonical sentence
+    (``canonical_prompt``): the learned encoder only ever generalised over its template sentences."""
 
     def __init__(self, text: ToyTextEncoder):
         self.text = text
@@ -166,7 +179,7 @@ class ToyPromptEncoder:
         if text not in self.cache:
             if len(self.cache) > 1024:
                 self.cache.clear()
-            ids = tokenize_or_raise(text)
+            ids = tokenize_or_raise(canonical_prompt(text))
             p = next(self.text.parameters())
             self.cache[text] = self.text(ids[None].to(p.device))[0].float().cpu()
         return self.cache[text]

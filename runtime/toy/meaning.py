@@ -1,0 +1,197 @@
+"""What a prompt says about the toy world: typed text -> attribute values -> one canonical sentence.
+
+The learned text encoder saw only the prompt generator's template sentences in training, and
+users do not type those: "sunny sky" or "on the beach" in another word order landed on the wrong
+sky or ground. The toy world has six attributes with 3-5 values each, so the meaning of a prompt
+is small and can be read with a lexicon: every word or phrase a user is likely to type for a value
+(synonyms, inflections, colour-of-sky phrases), read longest phrase first, weighted (a specific
+word beats a vague one: "dark thundery sky" is a storm), unmentioned attributes at DEFAULTS.
+The learned encoder then only ever sees `canonical(...)`, a sentence of its own training phrases.
+
+Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big");
+any other word is an error naming it, as before (a word the toy cannot show must not silently
+vanish), and so is a colour the world has no paint for ("a green ball").
+"""
+
+from __future__ import annotations
+
+import re
+
+from runtime.toy import vocab
+
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "sky": ("day", "sunset", "night", "storm"),
+    "ground": ("grass", "snow", "sand", "water"),
+    "colour": ("red", "blue", "yellow", "purple", "pink"),
+    "shape": ("ball", "cube", "triangle"),
+    "motion": ("left", "right", "bounce", "rest"),
+    "weather": ("clear", "rain", "snow"),
+}
+DEFAULTS = {"sky": "day", "ground": "grass", "colour": "red", "shape": "ball", "motion": "rest",
+            "weather": "clear"}
+
+STRONG, WEAK = 2, 1
+# attribute -> value -> phrases; a phrase ending in "~" is weak (counts only against no better word)
+LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
+    "sky": {
+        "day": ("day", "daytime", "daylight", "broad daylight", "sunny", "sun", "sunshine", "sunlit", "midday",
+                "noon", "morning", "afternoon", "cloudless", "blue sky", "clear sky", "bright~"),
+        "sunset": ("sunset", "sundown", "sunrise", "dawn", "dusk", "twilight", "evening", "golden hour",
+                   "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "orange~", "glowing~", "warm~"),
+        "night": ("night", "nighttime", "midnight", "starry", "stars", "star", "starlit", "moon", "moonlit",
+                  "moonlight", "black sky", "dark sky", "dark~", "black~"),
+        "storm": ("storm", "stormy", "thunder", "thunderstorm", "thunderclouds", "thundercloud", "thundery",
+                  "lightning", "overcast", "cloudy", "clouds", "grey sky", "gray sky", "grey~", "gray~", "gloomy"),
+    },
+    "ground": {
+        "grass": ("grass", "grassy", "meadow", "lawn", "field~", "green~", "park", "pasture", "prairie",
+                  "grassland", "hills~"),
+        "snow": ("snowy", "snowfield", "snow field", "tundra", "frozen", "ice", "icy", "glacier",
+                 "on the snow", "on snow", "across the snow", "over the snow", "through the snow",
+                 "snowy ground", "white~"),
+        "sand": ("sand", "sandy", "beach", "desert", "dunes", "dune", "shore", "seaside"),
+        "water": ("water", "sea", "ocean", "lake", "pond", "river", "waves", "lagoon", "pool", "bay"),
+    },
+    "colour": {
+        "red": ("red", "crimson", "scarlet", "cherry", "ruby"),
+        "blue": ("blue", "cobalt", "cobalt blue", "royal blue", "navy", "azure", "sapphire"),
+        "yellow": ("yellow", "lemon", "lemon yellow", "golden", "golden yellow", "gold", "amber"),
+        "purple": ("purple", "violet", "lilac", "lavender", "indigo", "plum"),
+        "pink": ("pink", "hot pink", "magenta", "fuchsia", "rose", "rosy"),
+    },
+    "shape": {
+        "ball": ("ball", "balls", "sphere", "orb", "circle", "marble", "round~"),
+        "cube": ("cube", "box", "block", "square", "crate", "brick", "dice", "die", "rectangle"),
+        "triangle": ("triangle", "pyramid", "wedge", "cone", "triangular"),
+    },
+    "motion": {
+        "left": ("left", "to the left", "leftward", "leftwards", "westward", "west", "from right to left",
+                 "right to left"),
+        "right": ("right", "to the right", "rightward", "rightwards", "eastward", "east", "from left to right",
+                  "left to right", "rolls~", "roll~", "rolling~", "rolled~", "moves~", "moving~", "move~",
+                  "slides~", "sliding~", "slide~", "travels~", "travelling~", "traveling~", "heads~",
+                  "goes~", "drifts~", "drifting~", "glides~", "gliding~", "runs~", "running~"),
+        "bounce": ("bounce", "bounces", "bouncing", "bouncy", "hop", "hops", "hopping", "jump", "jumps",
+                   "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing"),
+        "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "stays", "staying", "sit",
+                 "stay", "motionless", "stationary", "idle", "lies", "lying", "stopped", "not moving",
+                 "does not move", "doesn t move", "standing", "stands", "parked", "stays put", "unmoving"),
+    },
+    "weather": {
+        "clear": ("clear weather", "dry weather", "dry", "no rain", "no snow", "fair weather", "clear~"),
+        "rain": ("rain", "rains", "raining", "rainy", "raindrops", "drizzle", "drizzling", "downpour",
+                 "showers", "shower", "rainstorm", "pouring"),
+        "snow": ("snow", "snows", "snowing", "snowfall", "snowflakes", "flakes", "blizzard", "snow falling",
+                 "falling snow", "snowstorm"),
+    },
+}
+
+# Words that say nothing about the world; allowed and ignored.
+FILLER = frozenset("""
+a an the one some any of on in at across over under beneath below above through along to toward towards
+into onto from by near with while and or as it its is are was be being been there here this that which who
+very slowly quickly fast slow gently softly happily lazily steadily calmly small little big large tiny huge
+shiny glossy single lone lonely just keeps keep kept continues continuing again around back forth scene sky
+skies ground land floor weather air light gentle heavy full all everywhere falling swirling calm open quiet
+plain place up down side screen object thing shape coloured colored color colour then now so can will
+should has have without s t i we you see show shows showing make let please watch picture video image
+frame where what how under beneath amid amidst during against beside behind front whole entire across
+its their my our nice pretty cute vivid pale deep soft solid toy toys game player beautiful lovely tall
+wide wet cold hot endlessly forever constantly repeatedly continuously gets getting starts starting
+""".split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
+# Object colours the world has no paint for: an error when they describe the object.
+UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
+
+
+class MeaningError(ValueError):
+    """A prompt the toy world cannot show: unknown words, an unpainted colour, or no content."""
+
+
+def _phrase_table() -> dict[tuple[str, ...], list[tuple[str, str, int]]]:
+    table: dict[tuple[str, ...], list[tuple[str, str, int]]] = {}
+    for attr, values in LEXICON.items():
+        for value, phrases in values.items():
+            for p in phrases:
+                weight = WEAK if p.endswith("~") else STRONG
+                table.setdefault(tuple(p.rstrip("~").split()), []).append((attr, value, weight))
+    return table
+
+
+_TABLE = _phrase_table()
+_LONGEST = max(map(len, _TABLE))
+_SHAPE_WORDS = frozenset(w for ps in LEXICON["shape"].values() for p in ps for w in p.rstrip("~").split())
+
+
+def words(text: str) -> list[str]:
+    """Lowercased words; punctuation, apostrophes and digits separate words."""
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def read(text: str) -> dict[str, str]:
+    """The attributes `text` mentions (attribute -> value); unmentioned ones are absent.
+
+    Raises MeaningError for words outside the lexicon and FILLER (named, with suggestions), for
+    an object colour the world cannot paint, and for text that mentions no attribute at all.
+    """
+    ws = words(text)
+    for i, w in enumerate(ws):
+        if w in UNPAINTED and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
+            raise MeaningError(f"the toy world has no {w} objects; object colours: "
+                               f"{', '.join(ATTRIBUTES['colour'])}")
+    votes: dict[str, dict[str, list[int]]] = {a: {} for a in ATTRIBUTES}  # value -> [weight, last index]
+    unknown: list[str] = []
+    i = 0
+    while i < len(ws):
+        for n in range(min(_LONGEST, len(ws) - i), 0, -1):
+            hits = _TABLE.get(tuple(ws[i:i + n]))
+            if hits:
+                for attr, value, weight in hits:
+                    v = votes[attr].setdefault(value, [0, i])
+                    v[0], v[1] = v[0] + weight, i
+                i += n
+                break
+        else:
+            if ws[i] not in FILLER:
+                unknown.append(ws[i])
+            i += 1
+    if unknown:
+        names = list(dict.fromkeys(unknown))
+        parts = [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in names]
+        raise MeaningError(f"unknown words in prompt: {', '.join(parts)}; the toy world shows a sky "
+                           f"({'/'.join(ATTRIBUTES['sky'])}), a ground ({'/'.join(ATTRIBUTES['ground'])}), one "
+                           f"{'/'.join(ATTRIBUTES['colour'])} {'/'.join(ATTRIBUTES['shape'])} that moves "
+                           f"{'/'.join(ATTRIBUTES['motion'])}, and weather ({'/'.join(ATTRIBUTES['weather'])})")
+    out = {}
+    for attr, vs in votes.items():
+        if vs:  # most weight wins; on a tie, the later mention (a user correcting themself)
+            out[attr] = max(vs.items(), key=lambda kv: (kv[1][0], kv[1][1]))[0]
+    if not out:
+        raise MeaningError(f"the prompt {text!r} says nothing the toy world can show")
+    return out
+
+
+def complete(mentioned: dict[str, str]) -> dict[str, str]:
+    """Every attribute: the mentioned values, DEFAULTS for the rest."""
+    return DEFAULTS | mentioned
+
+
+# One training phrasing per value (tests check each is one the prompt generator produces).
+_CANON = {
+    "sky": {"day": "a sunny daytime sky", "sunset": "an orange sunset", "night": "a starry night sky",
+            "storm": "a stormy sky"},
+    "ground": {"grass": "a grassy meadow", "snow": "a snowy field", "sand": "a sandy beach", "water": "the sea"},
+    "motion": {"left": "{move} to the left", "right": "{move} to the right", "bounce": "bounces",
+               "rest": "rests on the ground"},
+    "weather": {"clear": "", "rain": ", rain falling", "snow": ", snow falling"},
+}
+CANONICAL_TEMPLATE = "{obj} {motion} across {ground} under {sky}{weather}"
+
+
+def canonical(attrs: dict[str, str]) -> str:
+    """The sentence the learned encoder reads for complete attributes (one of its training sentences)."""
+    move = "rolls" if attrs["shape"] == "ball" else "slides"
+    text = CANONICAL_TEMPLATE.format(
+        obj=f"a {attrs['colour']} {attrs['shape']}", motion=_CANON["motion"][attrs["motion"]].format(move=move),
+        ground=_CANON["ground"][attrs["ground"]], sky=_CANON["sky"][attrs["sky"]],
+        weather=_CANON["weather"][attrs["weather"]])
+    return text[0].upper() + text[1:]

@@ -1,0 +1,64 @@
+"""Reading typed prompts into toy-world attributes (runtime/toy/meaning.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from runtime.toy import meaning, vocab
+from toylab import prompts, world
+
+
+def test_every_generated_training_sentence_reads_back_to_its_attributes():
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        attrs = world.sample_attributes(rng, "train" if rng.random() < 0.5 else "held_out")
+        text = prompts.make_prompt(attrs, rng)
+        said = meaning.complete(meaning.read(text))
+        assert said == dataclasses.asdict(attrs), text
+
+
+def test_canonical_sentences_are_training_sentences():
+    """The learned encoder reads only sentences the prompt generator produces."""
+    tables = prompts.phrase_tables()
+    assert meaning.CANONICAL_TEMPLATE in prompts.TEMPLATES
+    for attr, values in meaning._CANON.items():
+        for value, phrase in values.items():
+            for move in ("rolls", "slides"):
+                assert phrase.format(move=move) in tables[attr][value], (attr, value)
+    names = list(meaning.ATTRIBUTES)
+    for combo in itertools.product(*meaning.ATTRIBUTES.values()):
+        values = dict(zip(names, combo))
+        text = meaning.canonical(values)
+        assert meaning.complete(meaning.read(text)) == values
+        vocab.tokenize(text)  # raises on a word the encoder never saw
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("sunny sky, red ball on the beach", {"sky": "day", "colour": "red", "shape": "ball", "ground": "sand"}),
+    ("a golden orb at midnight", {"colour": "yellow", "shape": "ball", "sky": "night"}),
+    ("lemon box sliding from right to left across the ocean",
+     {"colour": "yellow", "shape": "cube", "motion": "left", "ground": "water"}),
+    ("dark thundery sky", {"sky": "storm"}),  # the specific word beats the vague one
+    ("a ball rolling on the snow while it's snowing", {"shape": "ball", "motion": "right", "ground": "snow",
+                                                       "weather": "snow"}),
+    ("blue sky over a lake, purple pyramid not moving", {"sky": "day", "ground": "water", "colour": "purple",
+                                                         "shape": "triangle", "motion": "rest"}),
+])
+def test_user_wordings(text, expected):
+    assert meaning.read(text) == expected
+
+
+def test_what_the_world_cannot_show_is_an_error_naming_it():
+    with pytest.raises(meaning.MeaningError, match="no green objects"):
+        meaning.read("a green ball on the sand")
+    with pytest.raises(meaning.MeaningError, match="'zebra'"):
+        meaning.read("a zebra on the grass")
+    with pytest.raises(meaning.MeaningError, match="'twighlight' \\(try 'twilight'\\)|'twighlight'"):
+        meaning.read("a ball at twighlight")
+    with pytest.raises(meaning.MeaningError, match="says nothing"):
+        meaning.read("the very big one")
+    assert meaning.read("a green meadow") == {"ground": "grass"}  # green is fine for a field
