@@ -1,20 +1,22 @@
 """Python clients: `Controller` steers a daemon, `Viewer` watches its stream.
 
     with Controller() as ctl:
-        ack = ctl.send_prompt("a red ball rolls over green grass")
-        print("visible from frame", ack.frame)
+        ticket = ctl.send_prompt("a red ball rolls over green grass")   # returns at once
+        print("planned for frame", ticket.accepted_frame(timeout=1))
+        print("visible from frame", ticket.result(timeout=10).frame)      # or: await ticket
 
     with Viewer() as view:
         for picture in view.frames(timeout=5):
             print(picture.frame.frame, picture.image.shape)
 
 PUB/SUB loses whatever is sent before a connection (and its subscriptions) is up. The
-controller therefore resends an event until its ack or error arrives; the daemon treats a
-repeated id as the same event, so resending is safe. No sleeps are involved.
+controller therefore resends an event until it is answered; the daemon treats a repeated
+id as the same event, so resending is safe. No sleeps are involved.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 import uuid
@@ -68,14 +70,88 @@ def _socket(context: zmq.Context, kind: int, endpoint: str, curve: CurveClient |
     return sock
 
 
+class Ticket:
+    """One event on its way: `accepted` (the planned frame) comes first for events that wait
+    for a block boundary, then the final ack. `result(timeout)` waits for the final ack;
+    `await ticket` does the same inside asyncio. Either raises RemoteError if the daemon
+    refused the event. Waiting pumps the controller, so other tickets progress too."""
+
+    def __init__(self, controller: Controller, msg: ControlMessage) -> None:
+        self.msg = msg
+        self.accepted: Ack | None = None
+        self.statuses: dict[str, Status] = {}  # for status requests: the answers so far
+        self._controller = controller
+        self._final: Ack | None = None
+        self._error: Error | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.msg.id
+
+    def done(self) -> bool:
+        return self._final is not None or self._error is not None
+
+    def result(self, timeout: float | None = 10.0) -> Ack:
+        """The final ack (`applied` or `superseded`); TimeoutError if it did not come in time
+        (the event may still be pending: a later `result` call can still get it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"no final ack for {self.msg.TYPE} event {self.msg.id} within {timeout} s"
+                                   + ("" if self.accepted else "; is the daemon running?"))
+            self._controller.pump(left if left is None else min(left, self._controller.resend_interval))
+        if self._error is not None:
+            raise RemoteError(self._error)
+        assert self._final is not None
+        return self._final
+
+    def accepted_frame(self, timeout: float | None = 10.0) -> int | None:
+        """The frame the event is planned for (from `accepted`, or from the final ack if it
+        came without one); RemoteError if refused."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.accepted is None and not self.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"{self.msg.TYPE} event {self.msg.id} not accepted within {timeout} s")
+            self._controller.pump(left if left is None else min(left, self._controller.resend_interval))
+        if self._error is not None:
+            raise RemoteError(self._error)
+        return (self.accepted or self._final).frame  # type: ignore[union-attr]
+
+    def __await__(self):  # noqa: ANN204 - a generator, as the await protocol wants
+        return self._wait().__await__()
+
+    async def _wait(self) -> Ack:
+        while not self.done():
+            self._controller.pump(0)
+            if not self.done():
+                await asyncio.sleep(0.005)
+        return self.result(0)
+
+    def _settle(self, reply: Ack | Error | Status) -> None:
+        if isinstance(reply, Status):
+            self.statuses[reply.session] = reply
+        elif isinstance(reply, Error):
+            self._error = reply
+        elif reply.final:
+            self._final = reply
+        else:
+            self.accepted = reply
+
+
 class Controller:
-    """Publishes events to a daemon's control socket and waits for their acks on its stream."""
+    """Publishes events to a daemon's control socket and follows their acks on its stream.
+    Every event method returns a `Ticket` at once; nothing blocks until you ask for a result.
+    An unanswered event is resent every `resend_interval` s, an accepted one (the daemon has
+    it) every `accepted_resend_interval` s in case its final ack was lost."""
 
     def __init__(self, control: str = C.DEFAULT_CONTROL_ENDPOINT, stream: str = C.DEFAULT_STREAM_ENDPOINT, *,
                  name: str | None = None, context: zmq.Context | None = None, curve: CurveClient | None = None,
-                 resend_interval: float = 0.25) -> None:
+                 resend_interval: float = 0.25, accepted_resend_interval: float = 2.0) -> None:
         self.name = name or f"ctl-{uuid.uuid4().hex[:8]}"
         self.resend_interval = resend_interval
+        self.accepted_resend_interval = accepted_resend_interval
         context = context or zmq.Context.instance()
         self.control_pub = _socket(context, zmq.PUB, control, curve)
         self.stream_sub = _socket(context, zmq.SUB, stream, curve)
@@ -84,6 +160,7 @@ class Controller:
         for topic in (C.TOPIC_STATUS + ".", C.TOPIC_ACK, C.TOPIC_ERROR):
             self.stream_sub.subscribe(topic.encode())
         self._serial = 0
+        self._open: dict[str, tuple[Ticket, float]] = {}  # event id -> (ticket, next resend time)
 
     def new_id(self) -> str:
         """A fresh event id, unique across controllers."""
@@ -94,62 +171,84 @@ class Controller:
         """Send once, without waiting (an event may be lost before the connection is up)."""
         self.control_pub.send_multipart(encode(msg))
 
+    def submit(self, msg: ControlMessage) -> Ticket:
+        """Publish `msg` and return its ticket; it is resent while its tickets are waited on."""
+        ticket = Ticket(self, msg)
+        self.publish(msg)
+        self._open[msg.id] = (ticket, time.monotonic() + self.resend_interval)
+        return ticket
+
     def send(self, msg: ControlMessage, timeout: float = 10.0) -> Ack:
-        """Publish `msg` until the daemon acks it; raise RemoteError if it answers with an error."""
-        ack, _ = self._exchange(msg, timeout)
-        return ack
+        """Publish `msg` and wait for its final ack; RemoteError if the daemon refuses it."""
+        return self.submit(msg).result(timeout)
 
-    def _exchange(self, msg: ControlMessage, timeout: float) -> tuple[Ack, list[Status]]:
-        deadline = time.monotonic() + timeout
-        statuses: dict[str, Status] = {}
+    @property
+    def outstanding(self) -> int:
+        """Events sent and not yet finally answered."""
+        return len(self._open)
+
+    def pump(self, timeout: float | None = 0.0) -> None:
+        """Read what arrived within `timeout` s (None: until something does), settle tickets
+        and resend the events that are due."""
+        now = time.monotonic()
+        for ticket, resend_at in list(self._open.values()):
+            if resend_at <= now:
+                self.publish(ticket.msg)
+                wait = self.accepted_resend_interval if ticket.accepted else self.resend_interval
+                self._open[ticket.event_id] = (ticket, now + wait)
+        if self._open:
+            next_resend = min(at for _, at in self._open.values()) - now
+            timeout = next_resend if timeout is None else min(timeout, next_resend)
+        if not self.stream_sub.poll(None if timeout is None else max(0.0, timeout) * 1000):
+            return
         while True:
-            self.publish(msg)
-            resend_at = min(time.monotonic() + self.resend_interval, deadline)
-            while (left := resend_at - time.monotonic()) > 0:
-                if not self.stream_sub.poll(left * 1000):
-                    continue
-                reply = decode_stream(self.stream_sub.recv_multipart())
-                if isinstance(reply, Status) and reply.request_id == msg.id:
-                    statuses[reply.session] = reply
-                elif isinstance(reply, Ack) and reply.event_id == msg.id:
-                    return reply, list(statuses.values())
-                elif isinstance(reply, Error) and reply.event_id == msg.id:
-                    raise RemoteError(reply)
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no ack for {msg.TYPE} event {msg.id} within {timeout} s; is the daemon running?")
+            try:
+                reply = decode_stream(self.stream_sub.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            key = reply.request_id if isinstance(reply, Status) else getattr(reply, "event_id", None)
+            entry = self._open.get(key) if key is not None else None
+            if entry is None:
+                continue
+            ticket = entry[0]
+            ticket._settle(reply)  # noqa: SLF001 - the controller is the ticket's only writer
+            if ticket.done():
+                del self._open[key]
+            elif ticket.accepted is not None and isinstance(reply, Ack):
+                self._open[key] = (ticket, time.monotonic() + self.accepted_resend_interval)
 
-    def open(self, session: str, seed: int = 0, prompt: str | None = None, timeout: float = 10.0, **options: Any) -> Ack:
-        """Open a session; `options` are the optional fields of `open` (model, fps, width, height)."""
-        return self.send(Open(id=self.new_id(), client=self.name, session=session, seed=seed, prompt=prompt, **options), timeout)
+    def open(self, session: str, seed: int = 0, prompt: str | None = None, **options: Any) -> Ticket:
+        """Open a session; `options` are the optional fields of `open` (model, fps, width, height, idle, idle_after_s)."""
+        return self.submit(Open(id=self.new_id(), client=self.name, session=session, seed=seed, prompt=prompt, **options))
 
-    def close_session(self, session: str, timeout: float = 10.0) -> Ack:
-        return self.send(Close(id=self.new_id(), client=self.name, session=session), timeout)
+    def close_session(self, session: str) -> Ticket:
+        return self.submit(Close(id=self.new_id(), client=self.name, session=session))
 
     def send_prompt(self, text: str, session: str = C.DEFAULT_SESSION, transition: str = "recache",
-                    blend_blocks: int | None = None, at_frame: int | None = None, timeout: float = 10.0) -> Ack:
-        """Switch the prompt; the ack names the first frame showing it (or says 'superseded')."""
-        return self.send(Prompt(id=self.new_id(), client=self.name, session=session, text=text, transition=transition,
-                                blend_blocks=blend_blocks, at_frame=at_frame), timeout)
+                    blend_blocks: int | None = None, at_frame: int | None = None) -> Ticket:
+        """Switch the prompt; the final ack names the first frame showing it (or says 'superseded')."""
+        return self.submit(Prompt(id=self.new_id(), client=self.name, session=session, text=text, transition=transition,
+                                  blend_blocks=blend_blocks, at_frame=at_frame))
 
-    def pause(self, session: str = C.DEFAULT_SESSION, timeout: float = 10.0) -> Ack:
-        return self.send(Pause(id=self.new_id(), client=self.name, session=session), timeout)
+    def pause(self, session: str = C.DEFAULT_SESSION) -> Ticket:
+        return self.submit(Pause(id=self.new_id(), client=self.name, session=session))
 
-    def resume(self, session: str = C.DEFAULT_SESSION, timeout: float = 10.0) -> Ack:
-        return self.send(Resume(id=self.new_id(), client=self.name, session=session), timeout)
+    def resume(self, session: str = C.DEFAULT_SESSION) -> Ticket:
+        return self.submit(Resume(id=self.new_id(), client=self.name, session=session))
 
-    def set_seed(self, seed: int, session: str = C.DEFAULT_SESSION, timeout: float = 10.0) -> Ack:
-        return self.send(Seed(id=self.new_id(), client=self.name, session=session, seed=seed), timeout)
+    def set_seed(self, seed: int, session: str = C.DEFAULT_SESSION) -> Ticket:
+        return self.submit(Seed(id=self.new_id(), client=self.name, session=session, seed=seed))
 
-    def event(self, name: str, payload: dict[str, Any] | None = None, session: str = C.DEFAULT_SESSION,
-              timeout: float = 10.0) -> Ack:
+    def event(self, name: str, payload: dict[str, Any] | None = None, session: str = C.DEFAULT_SESSION) -> Ticket:
         """Send a named game event; the daemon's event hook may turn it into a prompt."""
-        return self.send(GameEvent(id=self.new_id(), client=self.name, session=session, name=name,
-                                   payload=payload or {}), timeout)
+        return self.submit(GameEvent(id=self.new_id(), client=self.name, session=session, name=name,
+                                     payload=payload or {}))
 
     def status(self, session: str | None = None, timeout: float = 10.0) -> list[Status]:
-        """The current status of one session, or of all sessions."""
-        _, statuses = self._exchange(StatusRequest(id=self.new_id(), client=self.name, session=session), timeout)
-        return statuses
+        """The current status of one session, or of all sessions (blocks up to `timeout`)."""
+        ticket = self.submit(StatusRequest(id=self.new_id(), client=self.name, session=session))
+        ticket.result(timeout)
+        return list(ticket.statuses.values())
 
     def close(self) -> None:
         self.control_pub.close()

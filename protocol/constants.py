@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+# Control bodies of these versions are accepted: version 2 changed only the daemon's answers
+# (two acks instead of one), so a version-1 event means the same thing (SPEC.md, Versions).
+ACCEPTED_VERSIONS = (1, 2)
 
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_STREAM_ENDPOINT = "tcp://127.0.0.1:5556"
@@ -23,7 +26,8 @@ MAX_PROMPT_CHARS = 2000
 MAX_ID_CHARS = 128
 MAX_NAME_CHARS = 64
 MAX_EVENT_NAME_CHARS = 128
-MAX_PAYLOAD_DEPTH = 16
+MAX_PAYLOAD_DEPTH = 16  # containers nested in an event payload, the payload map included
+MAX_NESTING = 32  # containers nested in a whole body, the body map included; checked before any field
 MAX_SEED = 2**63 - 1
 MAX_BLEND_BLOCKS = 64
 MAX_SIDE = 4096
@@ -31,6 +35,8 @@ MAX_FPS = 240.0
 EVENTS_PER_SECOND = 100.0
 EVENT_BURST = 200
 MAX_SESSIONS = 8
+MAX_PENDING_EVENTS = 64  # accepted events of one session not yet applied (scheduled prompts included)
+MAX_SCHEDULE_FRAMES = 10_000  # at_frame may lie at most this many frames after the session's next frame
 MAX_PLUGINS = 64  # names listed in a status message
 
 # A session name becomes part of a topic, so it is restricted to characters that cannot
@@ -40,9 +46,11 @@ NAME_PATTERN = r"[A-Za-z0-9_-]+"
 HEARTBEAT_PERIOD_S = 1.0
 HEARTBEAT_LIVENESS = 3  # heartbeats missed before a client may consider the daemon gone
 STATUS_PERIOD_S = 2.0  # unsolicited status per session; also sent at once to new subscribers
-DUPLICATE_MEMORY = 4096  # recent event ids the daemon remembers to answer resends idempotently
+DUPLICATE_MEMORY = 4096  # answered event ids remembered for resends; pending ids are kept until answered
 
 TRANSITIONS = ("recache", "cut", "none", "blend")
+IDLE_POLICIES = ("keep", "pause", "close")  # what a session does with no frame subscriber (open.idle)
+IDLE_AFTER_S = 10.0  # default open.idle_after_s
 ENCODINGS = ("raw", "jpeg")
 
 # Stream topics (first frame of every message on the stream socket).
@@ -71,4 +79,6 @@ class ErrorCode(IntEnum):
     UNSUPPORTED = 204
     TOO_MANY_SESSIONS = 300
     RATE_LIMITED = 301
+    TOO_MANY_PENDING = 302
+    TOO_FAR_AHEAD = 303
     INTERNAL = 500

@@ -101,20 +101,23 @@ def choice(options: Sequence[str]) -> Check:
 
 
 def plain_map(max_depth: int) -> Check:
-    """A map with string keys whose values are plain msgpack data (no extension types),
-    nested at most `max_depth` deep; game payloads are forwarded to plugins as-is."""
+    """A map with string keys whose values are plain msgpack data (no extension types), at
+    most `max_depth` containers deep counting the map itself (scalars add no level); game
+    payloads are forwarded to plugins as-is. The codec has already bounded the nesting of
+    the whole body (MAX_NESTING), so this recursion is shallow."""
 
     def walk(name: str, value: Any, depth: int) -> None:
-        if depth > max_depth:
-            raise ProtocolError(ErrorCode.BAD_FIELD, f"field '{name}' is nested deeper than {max_depth} levels")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ProtocolError(ErrorCode.BAD_FIELD, f"field '{name}' has a non-string map key {_short(key)}")
-                walk(name, item, depth + 1)
-        elif type(value) in (list, tuple):  # exact: msgpack's ExtType is a namedtuple
-            for item in value:
-                walk(name, item, depth + 1)
+        if isinstance(value, dict) or type(value) in (list, tuple):  # exact: msgpack's ExtType is a namedtuple
+            if depth > max_depth:
+                raise ProtocolError(ErrorCode.BAD_FIELD, f"field '{name}' is nested deeper than {max_depth} levels")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise ProtocolError(ErrorCode.MALFORMED, f"field '{name}' has a non-string map key {_short(key)}")
+                    walk(name, item, depth + 1)
+            else:
+                for item in value:
+                    walk(name, item, depth + 1)
         elif not isinstance(value, _PLAIN_SCALARS) or (isinstance(value, float) and not math.isfinite(value)):
             raise ProtocolError(ErrorCode.BAD_FIELD, f"field '{name}' holds a value msgpack plain data cannot carry: {_short(value)}")
 

@@ -1,4 +1,4 @@
-"""Typed messages of protocol version 1, one frozen dataclass per message type.
+"""Typed messages of protocol version 2, one frozen dataclass per message type.
 
 Every field carries its check (protocol/fields.py); constructing a message validates and
 normalizes it, so a message object that exists is a message that may be sent. The field
@@ -26,6 +26,7 @@ SIDE = integer(1, C.MAX_SIDE)
 SHAPE = int_list(3, 1, C.MAX_SIDE)
 WALL = number(0.0, 1e12)
 COUNT = integer(0, 2**63 - 1)
+ACK_STATUSES = ("accepted", "applied", "superseded")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +74,8 @@ class Open(ControlMessage):
     fps: float | None = spec(optional(number(0.1, C.MAX_FPS)), None)
     width: int | None = spec(optional(SIDE), None)
     height: int | None = spec(optional(SIDE), None)
+    idle: str = spec(choice(C.IDLE_POLICIES), "keep")  # with no frame subscriber: keep going, pause or close
+    idle_after_s: float = spec(number(0.1, 86400.0), C.IDLE_AFTER_S)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,17 +187,24 @@ class Frame(StreamMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class Ack(StreamMessage):
-    """An event was accepted. `frame` is the first frame index that reflects it (nil when
-    the event has no effect on frames, e.g. `status` or `close`). A prompt replaced by a
-    newer one before it took effect is acked with status 'superseded' and `superseded_by`."""
+    """What became of an accepted event. `accepted` comes at once for an event that waits
+    for a block boundary, with `frame` = the frame it is planned for; then exactly one final
+    ack: `applied` with the first frame that reflects it (nil when the event has no effect
+    on frames, e.g. `status` or `close`), or `superseded` (overtaken before it took effect,
+    `superseded_by` names the event that did). Events with no wait get only the final ack."""
 
     TYPE: ClassVar[str] = "ack"
     event_id: str = spec(ID)
     event_type: str = spec(text(C.MAX_NAME_CHARS))
     session: str | None = spec(optional(NAME))
-    status: str = spec(choice(("ok", "superseded")), "ok")
+    status: str = spec(choice(ACK_STATUSES), "applied")
     frame: int | None = spec(optional(FRAME_INDEX), None)
     superseded_by: str | None = spec(optional(ID), None)
+
+    @property
+    def final(self) -> bool:
+        """True for the event's last answer (applied or superseded)."""
+        return self.status != "accepted"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +244,9 @@ class Status(StreamMessage):
     request_id: str | None = spec(optional(ID), None)
     plugins: tuple[str, ...] = spec(text_list(C.MAX_PLUGINS, text(C.MAX_NAME_CHARS)), ())  # active daemon plugins
     observations_dropped: int = spec(COUNT, 0)  # plugin observer notes dropped so far (slow observers)
+    frames_per_block: int | None = spec(optional(integer(1, 4096)), None)  # boundaries lie at multiples of it
+    max_prompt_tokens: int | None = spec(optional(integer(1, 1 << 20)), None)  # the model's prompt length limit
+    idle: str = spec(choice(C.IDLE_POLICIES), "keep")  # the session's idle policy (open.idle)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,9 @@ tests/test_daemon_*.py.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import io
 import threading
 from collections import Counter
@@ -79,8 +82,8 @@ def test_send_prompt_resends_until_acked(context):
     peer = Peer(reply)
     try:
         with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
-            ack = ctl.send_prompt("a red ball", timeout=5)
-        assert ack.frame == 12 and ack.status == "ok"
+            ack = ctl.send_prompt("a red ball").result(timeout=5)
+        assert ack.frame == 12 and ack.status == "applied"
         (_, copies), = peer.copies.items()  # every copy carried the same id
         assert copies >= 3
     finally:
@@ -97,7 +100,7 @@ def test_error_reply_raises_remote_error(context):
     try:
         with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
             with pytest.raises(RemoteError) as info:
-                ctl.send_prompt("zzz", timeout=5)
+                ctl.send_prompt("zzz").result(timeout=5)
         assert info.value.code == ErrorCode.BAD_PROMPT
         assert "zzz" in str(info.value)
     finally:
@@ -126,8 +129,49 @@ def test_status_collects_replies_for_its_request(context):
 
 def test_no_daemon_times_out(context):
     with Controller("tcp://127.0.0.1:1", "tcp://127.0.0.1:1", context=context, resend_interval=0.05) as ctl:
-        with pytest.raises(TimeoutError, match="no ack"):
+        with pytest.raises(TimeoutError, match="no final ack"):
             ctl.send(Prompt(id="lonely", session="main", text="hi"), timeout=0.3)
+
+
+def test_ticket_accepted_then_applied_without_blocking(context):
+    # The peer answers the first copy with `accepted` only and the third with `applied`: the
+    # ticket returns at once, reports the planned frame, and a timed-out result can be
+    # asked again later (the event stays pending, it is not lost).
+    def reply(msg, seen):
+        if seen == 1:
+            return [Ack(id="a1", event_id=msg.id, event_type=msg.TYPE, session="main", status="accepted", frame=96)]
+        return [Ack(id="a2", event_id=msg.id, event_type=msg.TYPE, session="main", frame=96)] if seen >= 3 else []
+
+    peer = Peer(reply)
+    try:
+        with Controller(peer.control, peer.stream, context=context, resend_interval=0.05,
+                        accepted_resend_interval=0.2) as ctl:
+            started = time.monotonic()
+            ticket = ctl.send_prompt("a red ball", at_frame=96)
+            assert time.monotonic() - started < 0.1 and not ticket.done()
+            assert ticket.accepted_frame(timeout=5) == 96 and ticket.accepted.status == "accepted"
+            with pytest.raises(TimeoutError):
+                ticket.result(timeout=0.05)  # accepted, final ack not yet: resent only every 0.2 s
+            ack = ticket.result(timeout=5)
+        assert ack.status == "applied" and ack.frame == 96 and ctl.outstanding == 0
+    finally:
+        peer.close()
+
+
+def test_ticket_is_awaitable(context):
+    def reply(msg, seen):
+        return [Ack(id="a", event_id=msg.id, event_type=msg.TYPE, session="main", frame=4)]
+
+    peer = Peer(reply)
+    try:
+        with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
+            async def both():
+                return await asyncio.gather(ctl.send_prompt("one"), ctl.send_prompt("two"))
+
+            acks = asyncio.run(asyncio.wait_for(both(), timeout=5))
+        assert [a.frame for a in acks] == [4, 4] and acks[0].event_id != acks[1].event_id
+    finally:
+        peer.close()
 
 
 def _frame(session: str, encoding: str, image: np.ndarray, index: int) -> Frame:

@@ -30,6 +30,14 @@ def test_limits_table_matches_constants():
 
 def test_inline_constants_match():
     for name in ("DEFAULT_CONTROL_ENDPOINT", "DEFAULT_STREAM_ENDPOINT", "HEARTBEAT_PERIOD_S", "HEARTBEAT_LIVENESS",
-                 "DUPLICATE_MEMORY", "NAME_PATTERN"):
+                 "DUPLICATE_MEMORY", "NAME_PATTERN", "STATUS_PERIOD_S", "MAX_NESTING", "IDLE_AFTER_S"):
         assert f"`{name} = {getattr(C, name)}`" in SPEC, name
-    assert "`STATUS_PERIOD_S`" in SPEC and "`MAX_PROMPT_CHARS`" in SPEC
+    assert "`MAX_PROMPT_CHARS`" in SPEC
+
+
+def test_every_limit_and_error_code_is_stated():
+    """Each bound the daemon enforces has its own row (a constant without one fails here)."""
+    limits = {name for name, _ in re.findall(r"^\| `([A-Z_]+)` \| ([\d.]+) \|", SPEC, flags=re.M)}
+    assert {"MAX_PENDING_EVENTS", "MAX_SCHEDULE_FRAMES", "MAX_NESTING", "MAX_SESSIONS", "MAX_MESSAGE_BYTES",
+            "MAX_PROMPT_CHARS", "EVENT_BURST", "EVENTS_PER_SECOND"} <= limits
+    assert f"accepts `v` = {' and '.join(map(str, C.ACCEPTED_VERSIONS))}" in SPEC

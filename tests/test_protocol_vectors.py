@@ -67,3 +67,4 @@ def test_invalid_vector(entry):
         _decode(entry, _parts(entry))
     assert info.value.code == ErrorCode[entry["error"]["name"]] == entry["error"]["code"]
     assert info.value.message  # a human-readable reason, not an empty string
+    assert info.value.event_id == entry["error"].get("event_id")
