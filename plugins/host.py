@@ -60,10 +60,10 @@ def read_config(path: str | Path | None) -> dict[str, Any]:
 class _Observer:
     """One plugin's worker thread and queue of observer notes."""
 
-    def __init__(self, host: PluginHost, name: str) -> None:
-        self.host, self.name = host, name
+    def __init__(self, host: PluginHost, name: str, limit: int) -> None:
+        self.host, self.name, self.limit = host, name, limit
         self.queue: queue.Queue = queue.Queue()
-        self.frames_queued = 0  # frames notes in the queue, bounded by OBSERVER_QUEUE_BLOCKS
+        self.frames_queued = 0  # frames notes in the queue, at most `limit`
         self.dropped = 0
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"plugin-{name}", daemon=True)
@@ -72,7 +72,7 @@ class _Observer:
     def put(self, hook: str, kwargs: dict[str, Any]) -> None:
         if hook == "frames":
             with self._lock:
-                if self.frames_queued >= OBSERVER_QUEUE_BLOCKS:
+                if self.frames_queued >= self.limit:
                     self.dropped += 1
                     return
                 self.frames_queued += 1
@@ -97,8 +97,10 @@ class PluginHost:
     """The daemon's (or a pipeline's) set of plugins. Not thread-safe: call it from one thread
     (the daemon's loop); observer hooks are dispatched to the plugins' own threads."""
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, builtin_models: bool = True) -> None:
+    def __init__(self, config: Mapping[str, Any] | None = None, *, builtin_models: bool = True,
+                 observer_queue_blocks: int = OBSERVER_QUEUE_BLOCKS) -> None:
         self.config: Mapping[str, Any] = config or {}
+        self.observer_queue_blocks = observer_queue_blocks
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.disabled: dict[str, str] = {}  # plugin name -> why
@@ -160,7 +162,7 @@ class PluginHost:
         if not self._call_plugin(name, "configure", {"config": self.config}):
             return None
         if any(self._impl(name, hook) for hook in OBSERVER_HOOKS):
-            self._observers[name] = _Observer(self, name)
+            self._observers[name] = _Observer(self, name, self.observer_queue_blocks)
         log.info("plugin %s loaded", name)
         return name
 
