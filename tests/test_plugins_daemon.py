@@ -227,3 +227,21 @@ def test_a_game_event_becomes_a_prompt_the_toy_world_shows():
     after = Counter(r.sky for r in probe_frames(
         [frames[f].image for f in frames if ack.frame + toy.frames_per_block <= f]))
     assert before.most_common(1)[0][0] == "day" and after.most_common(1)[0][0] == "night", (before, after)
+
+
+def test_the_rules_plugin_in_the_docs_works_as_documented(tmp_path):
+    """docs/PLUGINS.md's first example, loaded from a file, against the toy model."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "PLUGINS.md").read_text()
+    (tmp_path / "rules.py").write_text(doc.split("```python\n", 1)[1].split("```", 1)[0])
+    toy = load_pipeline("toy", max_streams=1)
+    host = PluginHost(builtin_models=False)
+    assert host.load(str(tmp_path / "rules.py")) == "rules"
+    with serve(toy, host) as daemon, Viewer(daemon.endpoints[1], status=False) as view, \
+            Controller(*daemon.endpoints) as ctl:
+        night = ctl.event("clock", {"time": "night"}).result()
+        ignored = ctl.event("clock", {"time": "teatime"}).result()
+        pictures = pictures_until(view, night.frame)
+    assert night.frame is not None and ignored.frame is None and not host.disabled
+    assert pictures[-1].frame.prompt_id == night.event_id
