@@ -267,3 +267,15 @@ def test_the_pipeline_names_no_model_and_importing_it_loads_none():
     import runtime.pipeline
     source = Path(runtime.pipeline.__file__).read_text()
     assert not any(name in source for name in ("random_model", "runtime.toy", "runtime.wan"))
+
+
+def test_longlive_plugins_lists_hooks_models_and_failures(tmp_path, capsys):
+    from runtime.cli import main
+
+    (tmp_path / "broken.py").write_text("import no_such_dependency\n")
+    assert main(["plugins", "--no-entry-points", "--plugin", "plugins/examples/arcade_rules.py"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "arcade_rules: game_event (decision), session_closed (observer)" in out
+    assert "models: longlive-1.3b, random-small, toy" in out
+    assert main(["plugins", "--no-entry-points", "--plugin", str(tmp_path / "broken.py")]) == 1
+    assert "broken: DISABLED, failed to load: No module named 'no_such_dependency'" in capsys.readouterr().out
