@@ -245,3 +245,61 @@ def test_sigkill_loses_at_most_about_a_second(tmp_path):
     assert min(psnr(d, f) for d, f in zip(decoded, moving_square(len(decoded)))) > 35
     timeline = read_timeline(sidecar)  # the sidecar is whole, and says the recording never finished
     assert timeline.frames is None and timeline.timeline[0].text == "a red ball"
+
+
+# ---------------------------------------------------------------- end to end through a real daemon
+
+
+BLUE = "a blue cube slides to the left across the sea under a stormy sky"
+NIGHT = "a pink orb hops in place on the dunes under a starry night sky"
+
+
+def test_daemon_session_recorded_end_to_end(tmp_path):
+    from protocol import Ack
+    from protocol.client import Controller, Picture, Viewer
+    from runtime.daemon.daemon import DaemonConfig
+    from runtime.daemon.inprocess import serve_in_thread
+    from runtime.pipeline import load_pipeline
+
+    pipe = load_pipeline("toy", max_streams=2)  # real content (random-small draws per-pixel noise, which no 4:2:0 codec keeps)
+    host = PluginHost({"recorder": {"dir": str(tmp_path), "sessions": ["rec"]}}, builtin_models=False)
+    assert host.load("recorder") == "recorder", host.disabled
+    config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*")
+    pictures: list[Picture] = []
+    with serve_in_thread(pipe, config, host) as daemon, \
+            Viewer(daemon.endpoints[1], sessions=("main", "rec"), status=False) as view, \
+            Controller(*daemon.endpoints) as ctl:
+        assert isinstance(next(view.frames(timeout=20)), Picture)  # subscribed: the default session's frames arrive
+        opened = ctl.open("rec", seed=3, prompt="a red ball rolls over green grass").result(timeout=20)
+        acks = [ctl.send_prompt(text, session="rec").result(timeout=20)
+                for text in (BLUE, NIGHT)]
+        while not pictures or pictures[-1].frame.frame < acks[-1].frame + pipe.frames_per_block:
+            msg = view.recv(timeout=20)
+            assert msg is not None
+            if isinstance(msg, Picture) and msg.frame.session == "rec":
+                pictures.append(msg)
+        closed = ctl.close_session("rec")
+        while not (isinstance(msg := view.recv(timeout=20), Ack) and msg.event_id == closed.event_id):
+            assert msg is not None
+            if isinstance(msg, Picture) and msg.frame.session == "rec":
+                pictures.append(msg)  # frames published before the close are all ahead of its ack
+    # the daemon stopped and its host drained the recorder: the files are complete
+    streamed = [p.frame.frame for p in pictures]
+    assert streamed == list(range(len(streamed))) and view.missed == 0
+    video, sidecar = outputs(tmp_path)
+    assert video.name.startswith("rec-")
+    decoded, times, stream = decode(video)
+    assert len(decoded) == len(streamed) and stream.average_rate == pipe.fps
+    assert times == pytest.approx([i / pipe.fps for i in range(len(decoded))])
+    quality = [psnr(d, p.image) for d, p in zip(decoded, pictures)]
+    assert min(quality) > 28, quality
+    timeline = read_timeline(sidecar)
+    assert timeline.frames == len(streamed) and timeline.repeated == () and timeline.seed == 3
+    assert [(e.frame, e.event_id, e.text, e.source) for e in timeline.timeline] == [
+        (0, opened.event_id, "a red ball rolls over green grass", "open"),
+        (acks[0].frame, acks[0].event_id, BLUE, "prompt"),
+        (acks[1].frame, acks[1].event_id, NIGHT, "prompt")]
+    assert 0 < acks[0].frame < acks[1].frame < len(streamed)
+    by_frame = {p.frame.frame: p.frame.prompt_id for p in pictures}  # the stream agrees with the timeline
+    for entry in timeline.timeline[1:]:
+        assert by_frame[entry.frame] == entry.event_id and by_frame[entry.frame - 1] != entry.event_id
