@@ -20,6 +20,9 @@ COMMANDS = {
     "plugins": "plugins.cli",
     "train": "toylab.train",
     "eval": "toylab.evaluate",
+    "play": "scripting.cli",
+    "render": "scripting.cli",
+    "check": "scripting.cli",
 }
 
 
