@@ -4,11 +4,10 @@ inputs, and the rule that turns a plan into the frames at which each change show
 The rule is the daemon's (protocol/SPEC.md, ``prompt.at_frame``), so an offline render and a
 live run agree to the frame:
 
-* The story's *opening* prompt is the last one it shows before its clock first moves (a
-  ``wait``, a ``show`` with a duration, a ``choose`` or an ``event``); live, it is the
-  prompt the session opens with. The first block always shows it.
+* The story's first ``show`` is its *opening* prompt; live, the session opens with it. The
+  first block always shows it. A story shows it before it waits or asks anything.
 * Every later change planned at frame f takes effect at the first block boundary b >= f
-  after the first block. Changes due at the same boundary coalesce: the one the story made
+  after the first block (so a second ``show`` at frame 0 lands where the first block ends). Changes due at the same boundary coalesce: the one the story made
   last wins (the daemon: "the one received last"; the runner sends in story order).
 """
 
@@ -17,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from scripting.answers import Input, resolve
-from scripting.errors import ScriptError
+from scripting.errors import ScriptError, story_line
 from scripting.runner import StoryFunction, run_story
 from scripting.story import Answer, Ask, Cue, SeedCue
 
@@ -29,7 +28,7 @@ class Plan:
 
     fps: float
     opening: Cue | None = None
-    seed: int | None = None  # the opening seed if the story set one before its clock moved
+    seed: int | None = None  # the opening seed, if the story set one before its first show
     cues: list[Cue] = field(default_factory=list)
     seeds: list[SeedCue] = field(default_factory=list)
     asks: list[Ask] = field(default_factory=list)
@@ -54,13 +53,12 @@ class PlanDriver:
 
     def _open(self, file: str | None, line: int | None) -> None:
         if not self._opened:
-            if self.plan.opening is None:
-                raise ScriptError("a story shows its first prompt before it waits or asks anything", file, line)
-            self._opened = True
+            raise ScriptError("a story shows its first prompt before it waits or asks anything", file, line)
 
     async def cue(self, cue: Cue) -> None:
         if not self._opened:
             self.plan.opening = cue
+            self._opened = True
         else:
             self.plan.cues.append(cue)
 
@@ -72,11 +70,11 @@ class PlanDriver:
 
     async def advance(self, frame: int) -> None:
         if frame > 0:
-            self._open(None, None)
+            self._open(*story_line())
         self.plan.end = max(self.plan.end, frame)
         if self.max_frames is not None and frame > self.max_frames:
             raise EndlessError(f"the story is still running after {self.max_frames} frames "
-                               f"({self.max_frames / self.fps:g} s of video)")
+                               f"({self.max_frames / self.fps:g} s of video)", *story_line())
 
     async def ask(self, ask: Ask) -> Answer:
         self._open(ask.file, ask.line)

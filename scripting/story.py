@@ -61,6 +61,7 @@ class Ask:
     options: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     default: int | None = None
+    payloads: tuple[dict[str, Any], ...] = ()  # for events: the payloads `longlive check` tries
     question: str = ""
     file: str | None = None
     line: int | None = None
@@ -182,12 +183,11 @@ class Story:
                 raise script_error(f"a blend needs blocks=N with 1 <= N <= {C.MAX_BLEND_BLOCKS}, not {blocks!r}")
         elif blocks is not None:
             raise script_error(f"blocks= is for transition='blend' only (this show uses {transition!r})")
-        duration = self.frames(seconds, frames)
         full = text if raw or self._scene is None else self._scene.compose(text)
         if len(full) > C.MAX_PROMPT_CHARS:
             raise script_error(f"prompt is {len(full)} characters; the protocol allows {C.MAX_PROMPT_CHARS}")
         await self._driver.cue(Cue(self.now, full, transition, blocks, *story_line()))
-        await self._advance(self.now + duration)
+        await self._advance(self.now + self.frames(seconds, frames))  # after the cue: live, the first one opens the session and tells the fps
 
     async def set_seed(self, seed: int) -> None:
         """Change the noise seed from now on (the same prompts then play out differently)."""
@@ -214,12 +214,18 @@ class Story:
                                      question=str(question)))
         return default if answer.timed_out else answer.index  # type: ignore[return-value]
 
-    async def event(self, *names: str, timeout: float | None = None) -> Event | None:
+    async def event(self, *names: str, timeout: float | None = None,
+                    payloads: Sequence[dict[str, Any]] = ()) -> Event | None:
         """Wait for one of the game events ``names`` (e.g. "jump"); returns it, or None after
-        ``timeout`` seconds of video without one."""
+        ``timeout`` seconds of video without one. ``payloads`` lists the payloads the story
+        reacts to (e.g. ``[{"kind": "rain"}, {"kind": "snow"}]``): ``longlive check`` tries
+        each, so that branches on the payload count as reachable."""
         if not names or not all(isinstance(n, str) and 0 < len(n) <= C.MAX_EVENT_NAME_CHARS for n in names):
             raise script_error(f"event needs one or more event names, not {names!r}")
-        answer = await self._ask(Ask("event", self.now, self._deadline(timeout), names=names))
+        payloads = tuple(payloads)
+        if not all(isinstance(p, dict) for p in payloads):
+            raise script_error(f"payloads must be a list of dicts, not {payloads!r}")
+        answer = await self._ask(Ask("event", self.now, self._deadline(timeout), names=names, payloads=payloads))
         if answer.timed_out:
             return None
         return Event(answer.name, dict(answer.payload), answer.frame)  # type: ignore[arg-type]
