@@ -67,7 +67,8 @@ def test_changes_return_a_new_scene_and_composition_is_idempotent():
     ({"cast": ["hero"]}, "cast must be a table of name = phrase, not list"),
     ({"setting": 5}, "setting must be a string, not 5"),
     ({"cast": {"ball": "a red ball"}}, "cast 'ball' 'a red ball' contains the cast name 'ball'"),
-    ({"cast": {"hero": "a red ball"}, "style": "where the Hero lives"}, "style 'where the Hero lives' contains the cast name 'Hero'"),
+    ({"cast": {"hero": "a red ball"}, "style": "where the Hero lives"},
+     "style 'where the Hero lives' contains the cast name 'Hero'"),
     ({"cast": {"hero": "a", "Hero": "b"}}, "cast names differ only in case"),
 ])
 def test_malformed_scenes_are_refused_with_the_reason(kwargs, message):
@@ -130,7 +131,8 @@ def test_action_and_scene_events(toy, caplog):
     host = composer_host()
     info = toy_session(toy)
     host.rewrite_prompt(info, "a red ball rests", EventInfo("o-1", "open"))
-    assert host.game_event(info, "scene", {"style": "under a starry night sky"}) == (None, None)  # nothing to re-show yet
+    # no action yet: the scene changes, nothing to re-show
+    assert host.game_event(info, "scene", {"style": "under a starry night sky"}) == (None, None)
     change, plugin = host.game_event(info, "action", {"text": "the hero bounces", "transition": "cut"})
     assert plugin == "composer"
     assert change == PromptChange("a red ball bounces across a green field under a starry night sky", "cut")
@@ -139,8 +141,7 @@ def test_action_and_scene_events(toy, caplog):
     change, _ = host.game_event(info, "scene", {"style": "under a sunny daytime sky", "action": "the rival rests",
                                                 "at_frame": 30})
     assert change == PromptChange("a blue cube rests over the dunes under a sunny daytime sky", at_frame=30)
-    for c in (change,):
-        toy.encode_prompt(c.text)
+    toy.encode_prompt(change.text)
     # a scene the model cannot take: refused (declined), the old scene stays, the log says why
     with caplog.at_level(logging.WARNING, logger="longlive.plugins.composer"):
         assert host.game_event(info, "scene", {"setting": "in the castle"}) == (None, None)

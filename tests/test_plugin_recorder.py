@@ -4,7 +4,7 @@ one end-to-end run through a real daemon over loopback sockets."""
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import re
 import signal
@@ -261,7 +261,8 @@ def test_daemon_session_recorded_end_to_end(tmp_path):
     from runtime.daemon.inprocess import serve_in_thread
     from runtime.pipeline import load_pipeline
 
-    pipe = load_pipeline("toy", max_streams=2)  # real content (random-small draws per-pixel noise, which no 4:2:0 codec keeps)
+    # the toy: real content (random-small draws per-pixel noise, which no 4:2:0 codec keeps)
+    pipe = load_pipeline("toy", max_streams=2)
     host = PluginHost({"recorder": {"dir": str(tmp_path), "sessions": ["rec"]}}, builtin_models=False)
     assert host.load("recorder") == "recorder", host.disabled
     config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*")
@@ -303,3 +304,29 @@ def test_daemon_session_recorded_end_to_end(tmp_path):
     by_frame = {p.frame.frame: p.frame.prompt_id for p in pictures}  # the stream agrees with the timeline
     for entry in timeline.timeline[1:]:
         assert by_frame[entry.frame] == entry.event_id and by_frame[entry.frame - 1] != entry.event_id
+
+
+def test_sigterm_to_longlive_serve_closes_the_recording_cleanly(tmp_path):
+    from protocol.client import Viewer
+
+    (tmp_path / "plugins.toml").write_text(f'[recorder]\ndir = "{tmp_path / "rec"}"\n')
+    endpoints = ["--control", f"ipc://{tmp_path}/control", "--stream", f"ipc://{tmp_path}/stream"]
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "--model", "random-small", "--threads", "1",
+                             "--plugin", "recorder", "--plugin-config", str(tmp_path / "plugins.toml"), *endpoints],
+                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        while not (line := proc.stdout.readline()).startswith("longlive: serving"):
+            assert line, "serve did not start"
+        with Viewer(f"ipc://{tmp_path}/stream", acks=False, status=False) as view:
+            seen = max(p.frame.frame for p in itertools.islice(view.frames(timeout=20), 24))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    video, sidecar = outputs(tmp_path / "rec")
+    timeline = read_timeline(sidecar)
+    decoded, _, _ = decode(video)
+    # closed, not cut off: the partial last second is in the file and the sidecar has the count
+    assert timeline.frames is not None and timeline.frames > seen and len(decoded) == timeline.frames
+    assert timeline.timeline[0].source == "open" and timeline.repeated == ()
