@@ -42,6 +42,8 @@ class Input:
 
     def __str__(self) -> str:
         what = "_" if self.timeout else self.event if self.event is not None else str(self.index)
+        if self.payload:
+            what += "(" + " ".join(f"{k}={v}" for k, v in self.payload.items()) + ")"
         return what if self.frame is None else f"{what}@{self.frame}"
 
 

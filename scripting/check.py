@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from runtime.pipeline import PromptError
 from scripting.answers import Input
-from scripting.errors import ScriptError
+from scripting.errors import ScriptError, display_path
 from scripting.plan import EndlessError, Plan, PlanDriver
 from scripting.runner import StoryFunction, run_story
 from scripting.story import Answer, Ask
@@ -32,7 +32,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{display_path(self.file)}:{self.line}: {self.message}"
 
 
 @dataclass

@@ -19,7 +19,17 @@ class ScriptError(Exception):
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None) -> None:
         self.message, self.file, self.line = message, file, line
-        super().__init__(f"{file}:{line}: {message}" if file else message)
+        super().__init__(f"{display_path(file)}:{line}: {message}" if file else message)
+
+
+def display_path(file: str | None) -> str:
+    """``file`` relative to the working directory when it lies below it (as the writer typed it)."""
+    if file is None:
+        return "?"
+    try:
+        return str(Path(file).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return file
 
 
 def _is_story_file(filename: str) -> bool:

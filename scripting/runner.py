@@ -43,7 +43,7 @@ def load_story(path: str | Path, name: str = "story") -> StoryFunction:
     if not inspect.iscoroutinefunction(function):
         line = getattr(getattr(function, "__code__", None), "co_firstlineno", 1)
         raise ScriptError(f"`{name}` must be an `async def`", str(path), line)
-    function.__story_file__ = str(path)  # type: ignore[attr-defined]
+    function.__story_file__ = function.__code__.co_filename  # type: ignore[attr-defined]  # as frames name it
     return function
 
 
