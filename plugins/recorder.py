@@ -19,6 +19,7 @@ are skipped and logged: the video never goes back in time.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -150,12 +151,14 @@ class RecorderConfig:
         if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= MAX_CRF:
             raise ValueError(f"[recorder] crf must be an integer 0..{MAX_CRF}, not {crf!r}")
         path = Path(directory).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"[recorder] dir {directory!r} is a file, not a directory")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ValueError(f"[recorder] dir {directory!r} cannot be created: {exc.strerror}") from None
-        if not path.is_dir():
-            raise ValueError(f"[recorder] dir {directory!r} is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"[recorder] dir {directory!r} is not writable")
         return cls(path.resolve(), tuple(sessions) if sessions else None, float(keyframe_s), crf)
 
 

@@ -196,10 +196,12 @@ def test_bad_settings_are_refused_with_the_reason(tmp_path, table, message):
     host.close()
 
 
-def test_a_dir_that_is_a_file_is_refused(tmp_path):
+def test_a_dir_that_is_a_file_or_under_one_is_refused(tmp_path):
     (tmp_path / "taken").write_text("")
-    with pytest.raises(ValueError, match="dir .*taken.* cannot be created"):
+    with pytest.raises(ValueError, match="dir .*taken' is a file, not a directory"):
         Recorder().longlive_configure(config={"recorder": {"dir": str(tmp_path / "taken")}})
+    with pytest.raises(ValueError, match="dir .*taken/sub' cannot be created: Not a directory"):
+        Recorder().longlive_configure(config={"recorder": {"dir": str(tmp_path / "taken" / "sub")}})
 
 
 # ---------------------------------------------------------------- crash safety
