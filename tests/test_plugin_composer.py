@@ -200,3 +200,25 @@ def test_the_builtin_name_loads_the_composer(toy):
     assert host.rewrite_prompt(toy_session(toy), "the rival rests", EventInfo("o", "open")) == \
         "a blue cube rests across a green field under a sunny daytime sky"
     host.close()
+
+
+def test_daemon_composes_events_end_to_end():
+    """A real daemon (toy model) on loopback: an `action` event is acked with a frame, and the
+    session's status then shows the composed prompt; a prompt naming the hero is composed too."""
+    from protocol.client import Controller
+    from runtime.daemon.daemon import DaemonConfig
+    from runtime.daemon.inprocess import serve_in_thread
+
+    pipe = load_pipeline("toy", max_streams=1)
+    host = PluginHost({"composer": TOY_EXAMPLE_TABLE}, builtin_models=False)
+    assert host.load("composer") == "composer", host.disabled
+    config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_prompt="the hero rests")
+    with serve_in_thread(pipe, config, host) as daemon, Controller(*daemon.endpoints) as ctl:
+        assert ctl.status("main")[0].prompt == "a red ball rests across a green field under a sunny daytime sky"
+        ack = ctl.event("action", {"text": "the rival hops in place"}).result(timeout=20)
+        assert ack.status == "applied" and ack.frame is not None
+        status = ctl.status("main")[0]
+        assert status.prompt == "a blue cube hops in place across a green field under a sunny daytime sky"
+        assert "composer" in status.plugins
+        ctl.send_prompt("the hero bounces").result(timeout=20)
+        assert ctl.status("main")[0].prompt.startswith("a red ball bounces across a green field")
