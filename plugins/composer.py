@@ -148,7 +148,8 @@ def _shape_problems(cast: Any, setting: Any, style: Any) -> list[str]:
 
 
 class Composer:
-    """The hook implementations; the module registers one instance (below). Every hook here is a
+    """The hook implementations. Loading the module registers its one instance (below); an embedder
+    running several hosts in one process registers its own ``Composer()``. Every hook here is a
     decision hook, so all of them run on the daemon's loop thread: no locking needed."""
 
     def __init__(self) -> None:

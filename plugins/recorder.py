@@ -237,7 +237,8 @@ def _free_stem(directory: Path, stem: str) -> str:
 
 
 class Recorder:
-    """The hook implementations; the module registers one instance (below)."""
+    """The hook implementations. Loading the module (``--plugin recorder``) registers its one instance
+    (below); an embedder running several hosts in one process registers its own ``Recorder()``."""
 
     def __init__(self) -> None:
         self.config = RecorderConfig()
