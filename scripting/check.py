@@ -5,7 +5,8 @@ with a different sequence of inputs: every option of every choice, every awaited
 each payload the story lists), and every timeout. It reports, each at the story's file and
 line: prompts the model cannot encode, script errors on any path, paths that never end
 (bounded in video time, questions and executed lines), lines no path ever runs (unreachable
-branches), and the video duration of every path. Any problem makes the exit code non-zero.
+branches; only judged when every path ran to its end), and the video duration of every path.
+Any problem makes the exit code non-zero.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ def check_story(function: StoryFunction, fps: float, encode: Callable[[str], obj
         assert plan is not None
         report.paths.append((inputs, plan))
     checked: dict[str, str | None] = {}
+    path_problems = bool(problems)
     for _, plan in report.paths:
         for cue in plan.prompts:
             if cue.text not in checked:
@@ -213,7 +215,7 @@ def check_story(function: StoryFunction, fps: float, encode: Callable[[str], obj
                     checked[cue.text] = str(exc)
             if checked[cue.text] is not None:
                 problem(cue.file, cue.line, f"the model cannot take {cue.text!r}: {checked[cue.text]}")
-    if report.complete and report.paths:
+    if report.complete and report.paths and not path_problems:  # a failed path leaves lines unrun too
         executable = executable_lines(filename)
         missed = sorted(executable - tracer.executed)
         for first, last in _ranges(missed, executable):

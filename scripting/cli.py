@@ -38,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--answers", default="", help="inputs in order, e.g. 2,1@48,jump,_ (see docs/SCRIPTING.md)")
     render.add_argument("--answers-file", type=Path, help="inputs as JSON (e.g. from play --log)")
     render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--frames", type=int, default=None, help="render only the first N frames (a preview)")
     render.add_argument("--model", default="toy")
     render.add_argument("--weights", default=None)
     render.add_argument("--device", default="cpu")
@@ -101,7 +102,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         inputs = read_answers(args.answers_file) if args.answers_file else parse_answers(args.answers)
         pipe = load_pipeline(args.model, device=args.device, weights=args.weights, max_streams=1)
         plan = plan_story(load_story(args.story), pipe.fps, inputs)
-        timeline = render_to_file(pipe, plan, args.seed, args.out)
+        timeline = render_to_file(pipe, plan, args.seed, args.out, limit=args.frames)
     except (ScriptError, ValueError) as exc:
         return _fail(exc)
     for entry in timeline.timeline:

@@ -43,17 +43,20 @@ def _switch(stream: VideoStream, cue: Cue, cond: object) -> None:
         stream.switch_prompt(cond, transition=cue.transition)
 
 
-def play_plan(pipe: Pipeline, plan: Plan, seed: int, sink: FrameSink, progress: bool = False) -> list[Entry]:
-    """Generate the plan's ``plan.end`` frames, handing each block to ``sink``; returns the
-    prompt timeline (one entry per prompt that took effect, with its first frame)."""
+def play_plan(pipe: Pipeline, plan: Plan, seed: int, sink: FrameSink, progress: bool = False,
+              limit: int | None = None) -> list[Entry]:
+    """Generate the plan's ``plan.end`` frames (only the first ``limit`` if given), handing
+    each block to ``sink``; returns the prompt timeline (one entry per prompt that took
+    effect, with its first frame)."""
     assert plan.opening is not None
+    end = plan.end if limit is None else min(plan.end, limit)
     encoded = encode_all(pipe, plan.prompts)
     stream = pipe.open_stream(encoded[plan.opening.text], seed=plan.seed if plan.seed is not None else seed)
     timeline = [Entry(frame=0, event_type="open", text=plan.opening.text, source="script")]
     boundaries = Boundaries(plan)
     try:
-        with tqdm(total=plan.end, unit="frame", disable=not progress, desc="render") as bar:
-            while stream.frame_index < plan.end:
+        with tqdm(total=end, unit="frame", disable=not progress, desc="render") as bar:
+            while stream.frame_index < end:
                 boundary = stream.frame_index
                 if boundary > 0:  # the first block always shows the opening prompt
                     cue, seed_cue = boundaries.due(boundary)
@@ -62,7 +65,7 @@ def play_plan(pipe: Pipeline, plan: Plan, seed: int, sink: FrameSink, progress: 
                         timeline.append(Entry(frame=boundary, text=cue.text, transition=cue.transition, source="script"))
                     if seed_cue is not None:
                         stream.set_seed(seed_cue.seed)
-                frames = pipe.step([stream])[0][: plan.end - boundary]
+                frames = pipe.step([stream])[0][: end - boundary]
                 sink(boundary, frames)
                 bar.update(len(frames))
     finally:
@@ -71,7 +74,7 @@ def play_plan(pipe: Pipeline, plan: Plan, seed: int, sink: FrameSink, progress: 
 
 
 def render_to_file(pipe: Pipeline, plan: Plan, seed: int, out: str | Path, session: str = "story",
-                   progress: bool = True) -> Timeline:
+                   progress: bool = True, limit: int | None = None) -> Timeline:
     """Write ``out`` (mp4) and ``out`` with suffix .json (the timeline sidecar)."""
     out = Path(out)
     sidecar = out.with_suffix(".json")
@@ -79,7 +82,7 @@ def render_to_file(pipe: Pipeline, plan: Plan, seed: int, out: str | Path, sessi
     head = Timeline(session=session, model=pipe.name, fps=pipe.fps, frame_shape=tuple(pipe.frame_shape),
                     seed=opening_seed, video=out.name, frames=None)
     with VideoWriter(out, pipe.fps, pipe.frame_shape) as video:
-        entries = play_plan(pipe, plan, seed, lambda first, frames: video.write(frames), progress)
+        entries = play_plan(pipe, plan, seed, lambda first, frames: video.write(frames), progress, limit)
         frames = video.frames
     writer = TimelineWriter(sidecar, head)
     for entry in entries:
