@@ -106,3 +106,25 @@ def test_motion_from_track_unwraps_and_skips_missing_frames():
     assert motion_from_track(np.stack([np.full(10, 20.0), np.full(10, 47.5)], 1)) == "rest"
     positions[3:] = np.nan
     assert motion_from_track(positions) is None
+
+
+# ----------------------------------------------------------------------------- objects and weather
+
+def test_probe_reads_weather_and_one_intact_object(ground_truth):
+    frames, attrs, _ = ground_truth
+    results = probe_frames(frames)
+    assert np.mean([r.weather == a.weather for r, a in zip(results, attrs)]) >= 0.99
+    assert all(r.intact and r.objects == 1 for r in results)
+
+
+def test_a_doubled_or_bar_shaped_object_is_not_intact():
+    a = Attributes("day", "grass", "red", "ball", "rest", "clear")
+    one, other = world.render([SceneState(a, x, 47.5, 0, 0, 0, 1) for x in (16.0, 46.0)])
+    scene = world.render([SceneState(a, 16.0, 47.5, 0, 0, 0, 1)], objects=False)[0]
+    drawn = (other != scene).any(-1, keepdims=True)
+    r = probe_frame(np.where(drawn, other, one))  # the same ball twice, as at a badly drawn wrap
+    assert r.objects >= 2 and not r.intact
+    bar = world.render([SceneState(a, 16.0, 47.5, 0, 0, 0, 1)], objects=False)[0]
+    bar[47:55, 17:47] = world.COLOUR_RGB["red"]
+    r = probe_frame(bar)
+    assert r.present and r.colour == "red" and not r.intact

@@ -1,347 +1,403 @@
-"""``longlive eval toy``: the toy model's quality harness, measured with the attribute probe.
+"""``longlive eval toy``: the toy model's evaluation, built to be able to fail.
 
-Every stream uses held-out (sky, ground, colour, shape) combinations (``world.is_held_out``),
-so the numbers are about composing attributes the model never saw together. Streams run
-through the real pipeline (engine + decoder), batched. Sections:
-
-* switch: streams of ``pre`` frames under prompt A, then ``post`` under prompt B, for each
-  transition (recache / none / cut): per-frame adherence, presence, colour, motion windows,
-  switch latency and continuity (object centroid jump, frame-difference spike).
-* long: one 1000-frame stream per variant (relative + sink, relative without sink, absolute
-  + sink; absolute is limited to 1024 frames by the RoPE table), per-bucket statistics.
-* drift: a 10 000-frame stream (relative + sink, recache switches every ``drift_switch``
-  frames), per-1000-frame bucket statistics.
-
-Writes JSON and a markdown report (docs/TOY_EVAL.md) plus contact sheets in docs/img/.
+Streams run through the real pipeline (engine + decoder, batched): prompt A for ``pre`` frames,
+then a switch to prompt B and ``post`` more frames. Every attribute B pins down is scored on the
+post-switch frames by ``toylab.scoring`` from ``toylab.probe`` readings; time-to-obey per changed
+attribute. Sets: ``validation`` (training-side combinations; template sentences and
+``data/validation_prompts.tsv``) for tuning, ``test`` (held-out combinations *and* held-out
+user phrasings, ``data/test_prompts.tsv``) for reporting only. Negative controls go through the
+same scoring on the test pairs: ground-truth world frames (must pass), an untrained model, a
+frozen first frame, switches ignored, a still coloured bar. Transitions recache / none / cut are
+all trained settings; untrained settings (absolute positions, no sink) are not evaluated.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from runtime.pipeline import load_pipeline
-from runtime.toy.model import DEFAULT_WEIGHTS
-from toylab import world
-from toylab.probe import motion_from_track, probe_frames, track
+from runtime.pipeline import PromptError, load_pipeline
+from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, save_weights
+from toylab import scoring, world
+from toylab.probe import probe_frames
 from toylab.prompts import make_prompt
 
-MOTION_WINDOW = 12  # frames per motion window (>= 8, as the probe asks)
-SETTLE = 6  # frames after a switch before motion windows start (a falling object is neither)
+DATA = Path(__file__).with_name("data")
+TRANSITIONS = ("recache", "none", "cut")
+CONTROLS = ("ground truth", "untrained model", "frozen first frame", "switches ignored", "still bar")
 
 
-# -- per-frame scoring -----------------------------------------------------------------------
-
-def score_frames(results, attrs: world.Attributes) -> dict[str, np.ndarray]:
-    """Boolean per-frame agreement of probe results with the prompted attributes."""
-    sky = np.array([r.sky == attrs.sky for r in results])
-    ground = np.array([r.ground == attrs.ground for r in results])
-    present = np.array([r.present for r in results])
-    colour = np.array([r.present and r.colour == attrs.colour for r in results])
-    shape = np.array([r.present and r.shape == attrs.shape for r in results])
-    return {"sky": sky, "ground": ground, "present": present, "colour": colour, "shape": shape,
-            "all": sky & ground & colour}
+@dataclass(frozen=True)
+class Prompted:
+    text: str
+    attrs: world.Attributes
 
 
-def motion_windows(results, attrs: world.Attributes, start: int, end: int) -> list[bool | None]:
-    """Motion read on consecutive MOTION_WINDOW-frame windows of results[start:end]: match or not."""
-    pos = track(results)
+def read_prompts(path: Path) -> list[Prompted]:
+    """``sky ground colour shape motion weather<TAB>sentence`` lines; # comments."""
     out = []
-    for a in range(start, end - MOTION_WINDOW + 1, MOTION_WINDOW):
-        m = motion_from_track(pos[a:a + MOTION_WINDOW])
-        out.append(None if m is None else m == attrs.motion)
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            labels, text = line.split("\t")
+            out.append(Prompted(text, world.Attributes(*labels.split())))
     return out
 
 
-def wrapped_jump(p: np.ndarray, q: np.ndarray) -> float:
-    dx = (q[0] - p[0] + world.SIZE / 2) % world.SIZE - world.SIZE / 2
-    return float(np.hypot(dx, q[1] - p[1]))
+def switch_pairs(prompts: list[Prompted], n: int, seed: int) -> list[tuple[Prompted, Prompted]]:
+    """n (A, B) pairs over `prompts`, every prompt used about equally often as B, A != B."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    while len(pairs) < n:
+        order = rng.permutation(len(prompts))
+        for i, j in enumerate(order):
+            k = order[(i + 1 + int(rng.integers(len(prompts) - 1))) % len(prompts)]
+            if prompts[k].attrs != prompts[j].attrs:
+                pairs.append((prompts[k], prompts[j]))
+    return pairs[:n]
 
 
-# -- generation --------------------------------------------------------------------------------
+def validation_prompts(seed: int, n_template: int) -> list[Prompted]:
+    rng = np.random.default_rng(seed)
+    made = [world.sample_attributes(rng, "train") for _ in range(n_template)]
+    return read_prompts(DATA / "validation_prompts.tsv") + [Prompted(make_prompt(a, rng), a) for a in made]
 
-def generate(pipe, prompts_a: list[str], n_frames: int, seeds: list[int],
-             switches: dict[int, tuple[list[str], str]] | None = None) -> np.ndarray:
-    """Batched streams -> uint8 [S, n_frames, 64, 64, 3]; ``switches`` maps a frame to (prompts, transition)."""
-    switches = switches or {}
-    streams = [pipe.open_stream(pipe.encode_prompt(p), seed=s) for p, s in zip(prompts_a, seeds)]
-    out = []
+
+# -- frames ------------------------------------------------------------------------------------
+
+def generate(pipe, pairs, pre: int, post: int, transition: str | None, seed: int) -> tuple[np.ndarray, list[bool]]:
+    """uint8 [S, pre + post, 64, 64, 3] and per stream whether a prompt was refused (its frames
+    are then not generated and score as failures). ``transition`` None ignores the switch."""
+    ok = []
+    for a, b in pairs:
+        try:
+            pipe.encode_prompt(a.text), pipe.encode_prompt(b.text)
+            ok.append(True)
+        except PromptError:
+            ok.append(False)
+    use = [p for p, good in zip(pairs, ok) if good]
+    video = np.zeros((len(pairs), pre + post, 64, 64, 3), np.uint8)
+    if not use:
+        return video, [not g for g in ok]
+    streams = [pipe.open_stream(pipe.encode_prompt(a.text), seed=seed + i) for i, (a, _) in enumerate(use)]
+    out, made = [], 0
     try:
-        made = 0
-        while made < n_frames:
-            if made in switches:
-                prompts, transition = switches[made]
-                for st, p in zip(streams, prompts):
-                    st.switch_prompt(pipe.encode_prompt(p), transition)
+        while made < pre + post:
+            if made == pre and transition is not None:
+                for st, (_, b) in zip(streams, use):
+                    st.switch_prompt(pipe.encode_prompt(b.text), transition)
             frames = pipe.step(streams)
             out.append(np.stack(frames))
             made += frames[0].shape[0]
     finally:
         for st in streams:
             pipe.close_stream(st)
-    return np.concatenate(out, 1)[:, :n_frames]
+    video[np.flatnonzero(ok)] = np.concatenate(out, 1)[:, :pre + post]
+    return video, [not g for g in ok]
 
 
-def held_out_pairs(rng: np.random.Generator, n: int):
-    """n (A, B, prompt A, prompt B) held-out switch pairs."""
-    pairs = []
-    for _ in range(n):
-        a = world.sample_attributes(rng, "held_out")
-        b = world.switched_attributes(rng, a, "held_out")
-        pairs.append((a, b, make_prompt(a, rng), make_prompt(b, rng)))
-    return pairs
-
-
-# -- sections ------------------------------------------------------------------------------
-
-def eval_switch(weights, n_streams: int, pre: int, post: int, seed: int, img_dir: Path | None,
-                **overrides) -> dict:
+def ground_truth(pairs, pre: int, post: int, seed: int, objects: bool = True) -> np.ndarray:
+    """What the world shows for each pair: a stream from the spawn point, switched at `pre`."""
     rng = np.random.default_rng(seed)
-    pairs = held_out_pairs(rng, n_streams)
-    seeds = [seed * 1000 + i for i in range(n_streams)]
-    report = {}
-    for transition in ("recache", "none", "cut"):
-        pipe = load_pipeline("toy", weights=weights, max_streams=n_streams, **overrides)
-        t0 = time.time()
-        video = generate(pipe, [p[2] for p in pairs], pre + post, seeds,
-                         {pre: ([p[3] for p in pairs], transition)})
-        gen_s = time.time() - t0
-        fb = pipe.frames_per_block
-        acc = {k: [] for k in ("sky", "ground", "present", "colour", "shape", "all")}
-        seg_adherent, seg_motion, latencies, jumps, spikes, present_after = [], [], [], [], [], []
-        for (a, b, _, _), frames in zip(pairs, video):
-            res = probe_frames(frames)
-            for attrs, lo, hi in ((a, 0, pre), (b, pre, pre + post)):
-                sc = score_frames(res[lo:hi], attrs)
-                for k in acc:
-                    acc[k].append(sc[k])
-                seg_adherent.append(float(sc["all"].mean()) >= 0.5)
-                start = lo + (SETTLE if lo else fb)
-                wins = [w for w in motion_windows(res, attrs, start, hi) if w is not None]
-                seg_motion.append(bool(wins) and float(np.mean(wins)) >= 0.5)
-            after = score_frames(res[pre:], b)
-            ok = after["sky"] & after["ground"] & (after["colour"] | (b.colour == a.colour) & after["present"])
-            # latency: first frame after the switch from which the new attributes hold for a block
-            lat = next((i for i in range(post - fb) if ok[i:i + fb].all()), None)
-            latencies.append(lat)
-            pos = track(res)
-            if not np.isnan(pos[pre - 1, 0]) and not np.isnan(pos[pre, 0]):
-                jumps.append(wrapped_jump(pos[pre - 1], pos[pre]))
-            present_after.append(bool(after["present"][:fb].all()))
-            diffs = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
-            normal = np.median(np.delete(diffs, pre - 1))
-            spikes.append(float(diffs[pre - 1] / max(normal, 1e-3)))
-        lat_ok = [l for l in latencies if l is not None]
-        normal_steps = []
-        for frames in video[:, : pre]:
-            pos = track(probe_frames(frames[-12:]))
-            normal_steps += [wrapped_jump(pos[i], pos[i + 1]) for i in range(len(pos) - 1)
-                             if not np.isnan(pos[i:i + 2, 0]).any()]
-        report[transition] = {
-            "frame_accuracy": {k: float(np.concatenate(v).mean()) for k, v in acc.items()},
-            "segments_adherent": float(np.mean(seg_adherent)),
-            "segments_motion_ok": float(np.mean(seg_motion)),
-            "switch_latency_frames_mean": float(np.mean(lat_ok)) if lat_ok else None,
-            "switch_within_one_block": float(np.mean([l is not None and l < fb for l in latencies])),
-            "switch_never_obeyed": float(np.mean([l is None for l in latencies])),
-            "object_present_first_block_after": float(np.mean(present_after)),
-            "centroid_jump_px_median": float(np.median(jumps)) if jumps else None,
-            "centroid_jump_measured": len(jumps),
-            "centroid_step_normal_px_median": float(np.median(normal_steps)) if normal_steps else None,
-            "frame_diff_spike_ratio_median": float(np.median(spikes)),
-            "gen_fps": video.shape[0] * video.shape[1] / gen_s,
-        }
-        if img_dir is not None:
-            for i in range(min(2, n_streams)):
-                lo = max(0, pre - 24)
-                sheet = world.contact_sheet(video[i, lo:pre + 24])
-                _save_png(sheet, img_dir / f"toy_switch_{transition}_{i}.png")
-        print(f"  switch/{transition}: {json.dumps(report[transition])}", flush=True)
-    report["pairs"] = [{"a": asdict(a), "b": asdict(b), "prompt_a": pa, "prompt_b": pb} for a, b, pa, pb in pairs]
-    return report
-
-
-def bucket_stats(video: np.ndarray, attrs_per_frame: list[world.Attributes], bucket: int,
-                 skip: set[int]) -> list[dict]:
-    """Per-bucket statistics of one long stream; frames in ``skip`` (right after switches) are not scored."""
     out = []
-    res = probe_frames(video)
-    for lo in range(0, len(video), bucket):
-        hi = min(lo + bucket, len(video))
-        keep = [i for i in range(lo, hi) if i not in skip]
-        sc = {k: [] for k in ("sky", "ground", "present", "colour", "all")}
-        for i in keep:
-            s = score_frames([res[i]], attrs_per_frame[i])
-            for k in sc:
-                sc[k].append(bool(s[k][0]))
-        wins = []
-        for a in range(lo, hi - MOTION_WINDOW + 1, MOTION_WINDOW):
-            if any(i in skip for i in range(a, a + MOTION_WINDOW)):
-                continue
-            if attrs_per_frame[a] != attrs_per_frame[a + MOTION_WINDOW - 1]:
-                continue
-            m = motion_from_track(track(res[a:a + MOTION_WINDOW]))
-            if m is not None:
-                wins.append(m == attrs_per_frame[a].motion)
-        out.append({"frames": [lo, hi], **{k: float(np.mean(v)) for k, v in sc.items()},
-                    "motion_windows_ok": float(np.mean(wins)) if wins else None, "motion_windows": len(wins),
-                    "mean_abs_pixel": float(np.abs(video[lo:hi].astype(np.float32) - 127.5).mean())})
+    for a, b in pairs:
+        states = world.trajectory(world.spawn_state(rng, a.attrs), pre)
+        states += world.trajectory(world.with_attributes(world.step(states[-1]), b.attrs), post)
+        out.append(world.render(states, objects=objects))
+    return np.stack(out)
+
+
+def still_bar(pairs, pre: int, post: int, seed: int) -> np.ndarray:
+    """The right scene (weather included) with a still 30x8 bar of the prompted colour at the spawn."""
+    video = ground_truth(pairs, pre, post, seed, objects=False)
+    top = int(world.FLOOR) - 8
+    for v, (a, b) in zip(video, pairs):
+        v[:pre, top:top + 8, 17:47] = world.COLOUR_RGB[a.attrs.colour]
+        v[pre:, top:top + 8, 17:47] = world.COLOUR_RGB[b.attrs.colour]
+    return video
+
+
+# -- scoring and summary -----------------------------------------------------------------------
+
+def score_video(video: np.ndarray, pairs, refused: list[bool], pre: int, fb: int) -> list[scoring.SwitchScore | None]:
+    return [None if bad else scoring.score_switch(probe_frames(v), a.attrs, b.attrs, pre, fb)
+            for v, (a, b), bad in zip(video, pairs, refused)]
+
+
+def _rate(k: int, n: int) -> dict:
+    lo, hi = scoring.wilson(k, n)
+    return {"rate": k / n if n else None, "k": k, "n": n, "lo": lo, "hi": hi}
+
+
+def summarise(scores: list[scoring.SwitchScore | None], pairs, post: int, fb: int, seed: int = 0) -> dict:
+    """Rates with 95 % intervals. Frame rates: n = frames, interval by resampling streams; a refused
+    prompt counts all its frames and windows as failures."""
+    rng = np.random.default_rng(seed)
+    n_frames = post - fb
+    n_windows = len(range(scoring.MOTION_START, post - scoring.MOTION_WINDOW + 1, scoring.MOTION_WINDOW))
+    out: dict = {}
+    for attr in scoring.FRAME_ATTRS:
+        per = [s.frames[attr] if s else [False] * n_frames for s in scores]
+        k, n = sum(map(sum, per)), sum(map(len, per))
+        out[f"frames {attr}"] = {**_rate(k, n), **dict(zip(("lo", "hi"), scoring.stream_bootstrap(per, rng)))}
+    scene = [[x and y and z for x, y, z in zip(s.frames["sky"], s.frames["ground"], s.frames["colour"])]
+             if s else [False] * n_frames for s in scores]
+    out["frames scene (sky+ground+colour)"] = {**_rate(sum(map(sum, scene)), sum(map(len, scene))),
+                                              **dict(zip(("lo", "hi"), scoring.stream_bootstrap(scene, rng)))}
+    for w in world.WEATHERS:
+        per = [(s.frames["weather"] if s else [False] * n_frames) for s, (_, b) in zip(scores, pairs)
+               if b.attrs.weather == w]
+        out[f"frames weather {w}"] = {**_rate(sum(map(sum, per)), sum(map(len, per))),
+                                      **dict(zip(("lo", "hi"), scoring.stream_bootstrap(per, rng)))}
+    for m in world.MOTIONS:
+        wins = [x for s, (_, b) in zip(scores, pairs) if b.attrs.motion == m
+                for x in (s.motion if s else [False] * n_windows)]
+        out[f"motion windows {m}"] = _rate(sum(wins), len(wins))
+    out["switch: every changed attribute obeyed in time"] = _rate(sum(bool(s and s.obeyed) for s in scores), len(scores))
+    lat = {}
+    for attr in ("sky", "ground", "colour", "shape", "weather", "motion"):
+        vals = [s.latency[attr] if s else None for s, (a, b) in zip(scores, pairs)
+                if getattr(a.attrs, attr) != getattr(b.attrs, attr)]
+        limit = scoring.MOTION_START if attr == "motion" else fb - 1
+        got = [v for v in vals if v is not None]
+        lat[attr] = {**_rate(sum(v is not None and v <= limit for v in vals), len(vals)),
+                     "mean_frames": float(np.mean(got)) if got else None}
+    out["time to obey"] = lat
+    jumps = [s.jump for s in scores if s and s.jump is not None]
+    steps = [s.step for s in scores if s and s.step is not None]
+    out["jump px"] = {"median": float(np.median(jumps)) if jumps else None, "n": len(jumps),
+                      "normal_step": float(np.median(steps)) if steps else None}
+    out["refused prompts"] = sum(s is None for s in scores)
     return out
 
 
-def long_stream(weights, n_frames: int, switch_every: int, seed: int, bucket: int, **overrides) -> dict:
+# -- the run -----------------------------------------------------------------------------------
+
+def _pipe(weights, n: int):
+    return load_pipeline("toy", weights=weights, max_streams=n)
+
+
+def evaluate_set(weights, pairs, pre: int, post: int, seed: int, transitions=TRANSITIONS,
+                 controls: bool = True, log=print) -> dict:
+    fb = ToyConfig().frames_per_block
+    res, videos = {}, {}
+    for t in transitions:
+        t0 = time.time()
+        video, refused = generate(_pipe(weights, len(pairs)), pairs, pre, post, t, seed)
+        res[t] = summarise(score_video(video, pairs, refused, pre, fb), pairs, post, fb)
+        res[t]["gen_fps"] = (~np.array(refused)).sum() * (pre + post) / (time.time() - t0)
+        videos[t] = (video, refused)
+        log(f"  {t}: {time.time() - t0:.0f} s")
+    if controls:
+        gt = ground_truth(pairs, pre, post, seed)
+        none = [False] * len(pairs)
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.manual_seed(seed)
+            save_weights(ToyModel(ToyConfig()), Path(tmp) / "toy.safetensors")
+            untrained = generate(_pipe(Path(tmp) / "toy.safetensors", len(pairs)), pairs, pre, post, "recache", seed)
+        model, refused = videos.get("recache") or generate(_pipe(weights, len(pairs)), pairs, pre, post, "recache", seed)
+        ignored = generate(_pipe(weights, len(pairs)), pairs, pre, post, None, seed)
+        runs = {"ground truth": (gt, none), "untrained model": untrained,
+                "frozen first frame": (np.repeat(model[:, :1], pre + post, 1), refused),
+                "switches ignored": ignored, "still bar": (still_bar(pairs, pre, post, seed), none)}
+        for name, (video, bad) in runs.items():
+            res[name] = summarise(score_video(video, pairs, bad, pre, fb), pairs, post, fb)
+        log("  controls done")
+    if "recache" in videos:
+        res["_sheets"] = videos["recache"][0][:2, max(0, pre - 12):pre + 36]
+    return res
+
+
+def drift(weights, prompts: list[Prompted], n_frames: int, every: int, bucket: int,
+          seed: int) -> tuple[list[dict], np.ndarray]:
+    """One stream of n_frames with a recache switch every `every` frames through `prompts`;
+    per bucket: scene, intact object and weather frames, motion windows (switch settling skipped)."""
+    pipe = _pipe(weights, 1)
     rng = np.random.default_rng(seed)
-    pipe = load_pipeline("toy", weights=weights, max_streams=1, **overrides)
-    attrs = [world.sample_attributes(rng, "held_out")]
-    prompts = [make_prompt(attrs[0], rng)]
-    switches = {}
-    for f in range(switch_every, n_frames, switch_every):
-        attrs.append(world.switched_attributes(rng, attrs[-1], "held_out"))
-        prompts.append(make_prompt(attrs[-1], rng))
-        switches[f] = ([prompts[-1]], "recache")
-    t0 = time.time()
-    video = generate(pipe, prompts[:1], n_frames, [seed], switches)[0]
-    gen_s = time.time() - t0
-    per_frame = [attrs[f // switch_every] for f in range(n_frames)]
-    skip = {f + d for f in switches for d in range(SETTLE)}
-    buckets = bucket_stats(video, per_frame, bucket, skip)
-    whole = bucket_stats(video, per_frame, n_frames, skip)[0]
-    return {"frames": n_frames, "switch_every": switch_every, "overrides": overrides, "gen_fps": n_frames / gen_s,
-            "whole": whole, "buckets": buckets, "video": video}
+    order = [prompts[i] for i in rng.permutation(len(prompts))]
+    good = [p for p in order if _encodes(pipe, p.text)]
+    seq = [good[i % len(good)] for i in range(-(-n_frames // every))]
+    stream = pipe.open_stream(pipe.encode_prompt(seq[0].text), seed=seed)
+    frames, made = [], 0
+    while made < n_frames:
+        if made and made % every == 0:
+            stream.switch_prompt(pipe.encode_prompt(seq[made // every].text), "recache")
+        frames.append(pipe.step([stream])[0])
+        made += frames[-1].shape[0]
+    pipe.close_stream(stream)
+    video = np.concatenate(frames)[:n_frames]
+    res = probe_frames(video)
+    pos = scoring.track(res)
+    out = []
+    for lo in range(0, n_frames, bucket):
+        fr = {k: [] for k in ("scene", "object", "weather")}
+        wins = []
+        for f in range(lo, min(lo + bucket, n_frames)):
+            if f % every < pipe.frames_per_block:
+                continue
+            c = scoring.frame_checks(res[f], seq[f // every].attrs)
+            fr["scene"].append(c["sky"] and c["ground"] and c["colour"])
+            fr["object"].append(c["object"])
+            fr["weather"].append(c["weather"])
+        for w in range(lo, min(lo + bucket, n_frames) - scoring.MOTION_WINDOW + 1, scoring.MOTION_WINDOW):
+            seg_start = (w // every) * every + scoring.MOTION_START
+            if w < seg_start or (w + scoring.MOTION_WINDOW - 1) // every != w // every:
+                continue
+            a = seq[w // every].attrs
+            wins.append(scoring.motion_ok(pos[w:w + scoring.MOTION_WINDOW], a.motion, a.shape))
+        out.append({"frames": [lo, min(lo + bucket, n_frames)], **{k: float(np.mean(v)) for k, v in fr.items()},
+                    "motion": float(np.mean(wins)) if wins else None, "motion_n": len(wins)})
+    return out, video[-36:]
+
+
+def _encodes(pipe, text: str) -> bool:
+    try:
+        pipe.encode_prompt(text)
+        return True
+    except PromptError:
+        return False
 
 
 # -- report ------------------------------------------------------------------------------------
 
-def _save_png(img: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
+ROWS = ([f"frames {a}" for a in ("sky", "ground", "colour", "shape", "object", "weather")]
+        + ["frames scene (sky+ground+colour)"] + [f"frames weather {w}" for w in world.WEATHERS]
+        + [f"motion windows {m}" for m in world.MOTIONS] + ["switch: every changed attribute obeyed in time"])
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
+def _cell(r: dict) -> str:
+    if r["rate"] is None:
+        return "n/a"
+    return f"{100 * r['rate']:.0f} % [{100 * r['lo']:.0f}-{100 * r['hi']:.0f}]"
 
 
-def _num(x, fmt="{:.2f}") -> str:
-    return "n/a" if x is None else fmt.format(x)
+def table(res: dict, columns: list[str]) -> list[str]:
+    lines = ["| metric (n) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row in ROWS:
+        n = res[columns[0]][row]["n"]
+        lines.append(f"| {row} ({n}) | " + " | ".join(_cell(res[c][row]) for c in columns) + " |")
+    return lines
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Toy model evaluation", "",
-             f"Generated by `longlive eval toy` ({result['meta']['date']}, weights `{result['meta']['weights']}`, "
-             f"{result['meta']['threads']} torch threads, {result['meta']['wall_s']:.0f} s). Held-out attribute "
-             "combinations only; every number is read from generated pixels by `toylab.probe`. "
-             "Raw numbers: `docs/toy_eval.json`.", ""]
-    sw = result["switch"]
-    n, pre, post = result["meta"]["switch_streams"], result["meta"]["pre"], result["meta"]["post"]
-    lines += [f"## Prompt switch: transitions ({n} streams, switch after frame {pre}, {post} frames after)", "",
-              "| metric | recache | none | cut |", "|---|---|---|---|"]
-    rows = [
-        ("frames: sky right", lambda r: _pct(r["frame_accuracy"]["sky"])),
-        ("frames: ground right", lambda r: _pct(r["frame_accuracy"]["ground"])),
-        ("frames: object present", lambda r: _pct(r["frame_accuracy"]["present"])),
-        ("frames: object colour right", lambda r: _pct(r["frame_accuracy"]["colour"])),
-        ("frames: shape right", lambda r: _pct(r["frame_accuracy"]["shape"])),
-        ("frames: sky+ground+colour right", lambda r: _pct(r["frame_accuracy"]["all"])),
-        ("segments adherent (>= 50 % frames all right)", lambda r: _pct(r["segments_adherent"])),
-        ("segments moving as prompted", lambda r: _pct(r["segments_motion_ok"])),
-        ("switch obeyed within one block", lambda r: _pct(r["switch_within_one_block"])),
-        ("switch latency, frames (mean, when obeyed)", lambda r: _num(r["switch_latency_frames_mean"])),
-        ("object present in the block after the switch", lambda r: _pct(r["object_present_first_block_after"])),
-        ("object centroid jump at the switch, px (median)", lambda r: _num(r["centroid_jump_px_median"])),
-        ("normal per-frame centroid step, px (median)", lambda r: _num(r["centroid_step_normal_px_median"])),
-        ("frame-difference spike at the switch (x median)", lambda r: _num(r["frame_diff_spike_ratio_median"])),
-        ("generation fps (batched streams)", lambda r: _num(r["gen_fps"], "{:.1f}")),
-    ]
-    for name, fn in rows:
-        lines.append(f"| {name} | " + " | ".join(fn(sw[t]) for t in ("recache", "none", "cut")) + " |")
-    lines += ["", "The frame-difference spike includes the intended background change (sky/ground swap), so "
-              "it is large for every transition; the centroid jump is the object-continuity measure.", ""]
-    lines += ["Contact sheets (24 frames before and after the switch, 12 per row; the switch is the "
-              "first frame of row 3):", ""]
-    for t in ("recache", "none", "cut"):
-        lines.append(f"![{t}](img/toy_switch_{t}_0.png)")
+    m = result["meta"]
+    test = result["test"]
+    lines = ["# Toy model evaluation (generated)", "",
+             f"`longlive eval toy` on {m['date']}, weights `{m['weights']}`, {m['threads']} torch thread(s), "
+             f"{m['wall_s']:.0f} s{' (--quick)' if m['quick'] else ''}. Frames are read back by `toylab.probe` and "
+             "scored by `toylab.scoring` against what each prompt pins down; raw numbers: `docs/toy_eval.json`.", "",
+             f"## Test set: {m['test_pairs']} switches per transition (held-out combinations, held-out user phrasings)", "",
+             f"Each stream: prompt A for {m['pre']} frames from the spawn point, then a switch to prompt B and "
+             f"{m['post']} frames. Frame rates count post-switch frames after the first block "
+             "(interval: 2.5-97.5 % over streams resampled); motion windows are "
+             f"{scoring.MOTION_WINDOW} frames from {scoring.MOTION_START} frames after the switch (Wilson interval); "
+             "a missing or doubled object fails, a refused prompt fails everything.", "",
+             "Transitions (all three trained):", ""]
+    lines += table(test, list(TRANSITIONS))
+    lines += ["", "Negative controls (same pairs and scoring; ground truth is the positive control):", ""]
+    lines += table(test, [c for c in CONTROLS if c in test])
+    lines += ["", "Time to obey, per changed attribute (recache): share obeyed within one block "
+              f"(motion: a right {scoring.MOTION_WINDOW}-frame window starting within {scoring.MOTION_START} frames), "
+              "and mean frames when obeyed:", "", "| attribute | n changed | recache | none | cut |", "|---|---|---|---|---|"]
+    for attr, r in test["recache"]["time to obey"].items():
+        cells = []
+        for t in TRANSITIONS:
+            x = test[t]["time to obey"][attr]
+            mean = "n/a" if x["mean_frames"] is None else f"{x['mean_frames']:.1f}"
+            cells.append(f"{_cell(x)}, {mean} fr")
+        lines.append(f"| {attr} | {r['n']} | " + " | ".join(cells) + " |")
+    lines += ["", "| continuity | recache | none | cut | ground truth |", "|---|---|---|---|---|",
+              "| object jump across the switch, median px | " + " | ".join(
+                  "n/a" if test[t]["jump px"]["median"] is None else f"{test[t]['jump px']['median']:.2f}"
+                  for t in (*TRANSITIONS, "ground truth")) + " |",
+              "| normal per-frame step before it, median px | " + " | ".join(
+                  "n/a" if test[t]["jump px"]["normal_step"] is None else f"{test[t]['jump px']['normal_step']:.2f}"
+                  for t in (*TRANSITIONS, "ground truth")) + " |",
+              f"| prompts refused (of {2 * m['test_pairs']} per transition) | " + " | ".join(
+                  str(test[t]["refused prompts"]) for t in (*TRANSITIONS, "ground truth")) + " |", ""]
+    if result.get("validation"):
+        lines += [f"## Validation set ({m['validation_pairs']} switches, recache; training combinations, template and "
+                  "user sentences; used for tuning)", ""]
+        lines += table(result["validation"], ["recache"])
         lines.append("")
-    lines += ["## Long streams: sink and positions", "",
-              "| variant | frames | sky | ground | present | colour | sky+ground+colour | motion windows ok | fps |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in result["long"].items():
-        w = r["whole"]
-        lines.append(f"| {name} | {r['frames']} | {_pct(w['sky'])} | {_pct(w['ground'])} | {_pct(w['present'])} | "
-                     f"{_pct(w['colour'])} | {_pct(w['all'])} | {_pct(w['motion_windows_ok'])} | {r['gen_fps']:.1f} |")
-    lines += ["", "Absolute positions are limited to the RoPE table's 1024 latent frames, so that comparison "
-              "stops at 1000 frames; relative positions have no limit (see the drift section).", ""]
-    for name, r in result["long"].items():
-        lines.append(f"Per-bucket ({name}): " + ", ".join(
-            f"{b['frames'][0]}-{b['frames'][1]}: present {_pct(b['present'])} / all {_pct(b['all'])}"
-            for b in r["buckets"]))
+    if result.get("drift"):
+        lines += [f"## Drift: one {m['drift_frames']}-frame stream, recache switch every {m['drift_every']} frames "
+                  "through the test prompts", "", "| frames | scene | one intact object | weather | motion windows (n) |",
+                  "|---|---|---|---|---|"]
+        for b in result["drift"]:
+            mot = "n/a" if b["motion"] is None else f"{100 * b['motion']:.0f} % ({b['motion_n']})"
+            lines.append(f"| {b['frames'][0]}-{b['frames'][1]} | {100 * b['scene']:.0f} % | {100 * b['object']:.0f} % | "
+                         f"{100 * b['weather']:.0f} % | {mot} |")
         lines.append("")
-    d = result.get("drift")
-    if d:
-        lines += [f"## Drift: {d['frames']} frames, relative positions + sink, recache switch every "
-                  f"{d['switch_every']} frames", "",
-                  "| frames | sky | ground | present | colour | sky+ground+colour | motion windows ok | mean abs pixel |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for b in d["buckets"]:
-            lines.append(f"| {b['frames'][0]}-{b['frames'][1]} | {_pct(b['sky'])} | {_pct(b['ground'])} | "
-                         f"{_pct(b['present'])} | {_pct(b['colour'])} | {_pct(b['all'])} | "
-                         f"{_pct(b['motion_windows_ok'])} | {b['mean_abs_pixel']:.1f} |")
-        lines += ["", "![drift](img/toy_drift_end.png)", "",
-                  "*The last 48 frames of the drift stream.*", ""]
+    lines += ["Contact sheet: two recache test streams, 12 frames before and 36 after the switch (row 2 starts "
+              "at the switch):", "", "![recache](img/toy_switch_recache_0.png)", ""]
     return "\n".join(lines) + "\n"
 
 
-def run_eval(weights: str | None, out_json: Path, out_md: Path, img_dir: Path, switch_streams: int = 8,
-             pre: int = 48, post: int = 48, long_frames: int = 1000, drift_frames: int = 10_000,
-             drift_switch: int = 300, seed: int = 0) -> dict:
+def run_eval(weights, out_json: Path | None, out_md: Path | None, img_dir: Path | None, quick: bool = False,
+             test_pairs: int = 64, validation_pairs: int = 32, pre: int = 24, post: int = 72,
+             drift_frames: int = 10_000, drift_every: int = 240, seed: int = 0, sets=("validation", "test"),
+             log=print) -> dict:
     t0 = time.time()
+    if quick:
+        test_pairs, validation_pairs, post, drift_frames = 4, 4, 48, 0
     result = {"meta": {"weights": str(weights or DEFAULT_WEIGHTS), "threads": torch.get_num_threads(),
-                       "date": time.strftime("%Y-%m-%d"), "switch_streams": switch_streams, "pre": pre,
-                       "post": post, "seed": seed}}
-    print("switch section ...", flush=True)
-    result["switch"] = eval_switch(weights, switch_streams, pre, post, seed, img_dir)
-    result["long"] = {}
-    variants = {"relative + sink 3": {}, "relative, no sink (window 9)": {"sink_frames": 0},
-                "absolute + sink 3": {"positions": "absolute"}}
-    for name, ov in variants.items():
-        print(f"long stream: {name} ...", flush=True)
-        r = long_stream(weights, long_frames, 240, seed + 1, 250, **ov)
-        r.pop("video")
-        result["long"][name] = r
+                       "date": time.strftime("%Y-%m-%d"), "quick": quick, "test_pairs": test_pairs,
+                       "validation_pairs": validation_pairs, "pre": pre, "post": post, "seed": seed,
+                       "drift_frames": drift_frames, "drift_every": drift_every}}
+    test_prompts = read_prompts(DATA / "test_prompts.tsv")
+    sheets = None
+    if "validation" in sets:
+        log("validation set ...")
+        v = evaluate_set(weights, switch_pairs(validation_prompts(seed + 7, 32), validation_pairs, seed + 1),
+                         pre, post, seed + 100, ("recache",), controls=False, log=log)
+        v.pop("_sheets", None)
+        result["validation"] = v
+    if "test" in sets:
+        log("test set ...")
+        pairs = switch_pairs(test_prompts, test_pairs, seed)
+        result["test"] = evaluate_set(weights, pairs, pre, post, seed, log=log)
+        sheets = result["test"].pop("_sheets", None)
+        result["test_pairs"] = [[a.text, b.text] for a, b in pairs]
     if drift_frames:
-        print(f"drift stream: {drift_frames} frames ...", flush=True)
-        d = long_stream(weights, drift_frames, drift_switch, seed + 2, 1000)
-        _save_png(world.contact_sheet(d.pop("video")[-48:]), img_dir / "toy_drift_end.png")
-        result["drift"] = d
+        log(f"drift {drift_frames} frames ...")
+        result["drift"], tail = drift(weights, test_prompts, drift_frames, drift_every, 1000, seed + 3)
     result["meta"]["wall_s"] = time.time() - t0
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=1) + "\n")
-    out_md.write_text(markdown(result))
-    print(f"wrote {out_json} and {out_md} ({result['meta']['wall_s']:.0f} s)", flush=True)
+    if img_dir is not None and sheets is not None:
+        from PIL import Image
+
+        img_dir.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(world.contact_sheet(np.concatenate(list(sheets)))).save(img_dir / "toy_switch_recache_0.png")
+    if out_json is not None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    if out_md is not None and "test" in result:
+        out_md.write_text(markdown(result))
+    if "test" in result:
+        print("\n".join(table(result["test"], list(TRANSITIONS) + [c for c in CONTROLS])), flush=True)
+    log(f"done in {result['meta']['wall_s']:.0f} s")
     return result
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate the toy model against the world's ground truth")
+    p = sub.add_parser("eval", help="evaluate the toy model (test set, controls, drift); writes docs/TOY_EVAL.md")
     p.add_argument("model", choices=["toy"])
     p.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
-    p.add_argument("--streams", type=int, default=8, help="held-out switch streams per transition")
-    p.add_argument("--pre", type=int, default=48, help="frames before the switch")
-    p.add_argument("--post", type=int, default=48, help="frames after the switch")
-    p.add_argument("--long-frames", type=int, default=1000)
+    p.add_argument("--quick", action="store_true", help="4 switches per set, no drift (CI smoke run)")
+    p.add_argument("--set", choices=["both", "validation", "test"], default="both")
+    p.add_argument("--test-pairs", type=int, default=64, help="switches per transition on the test set")
+    p.add_argument("--validation-pairs", type=int, default=32)
     p.add_argument("--drift-frames", type=int, default=10_000, help="0 skips the drift stream")
-    p.add_argument("--drift-switch", type=int, default=300, help="frames between prompt switches in the drift stream")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared machine)")
     p.add_argument("--json", default="docs/toy_eval.json")
-    p.add_argument("--md", default="docs/TOY_EVAL.md")
+    p.add_argument("--md", default="docs/TOY_EVAL.md", help="written only when the test set runs")
     p.add_argument("--img-dir", default="docs/img")
     p.set_defaults(run=_run)
 
@@ -349,6 +405,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    run_eval(args.weights, Path(args.json), Path(args.md), Path(args.img_dir), args.streams, args.pre, args.post,
-             args.long_frames, args.drift_frames, args.drift_switch, args.seed)
+    sets = ("validation", "test") if args.set == "both" else (args.set,)
+    run_eval(args.weights, Path(args.json), Path(args.md), Path(args.img_dir), args.quick, args.test_pairs,
+             args.validation_pairs, drift_frames=args.drift_frames, seed=args.seed, sets=sets,
+             log=lambda s: print(s, flush=True))
     return 0
+

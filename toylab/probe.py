@@ -11,7 +11,13 @@ a generator does to pixels (noise, blur, slightly off colours) and the weather p
   object contiguous before measuring it;
 * colour: median of the mask's core (rim and antialiased edge excluded), nearest palette entry;
 * shape: best IoU against each shape's template fitted to the observed centroid and area,
-  which makes it insensitive to a mask that is a pixel too small or too big.
+  which makes it insensitive to a mask that is a pixel too small or too big;
+* objects: blobs of at least MIN_AREA px, connected on the torus; the frame shows one *intact*
+  object only if there is exactly one blob and it fits a shape template (IoU >= INTACT_IOU, area
+  within INTACT_AREA of that shape's): a doubled, smeared or bar-shaped object is not one;
+* weather: pixels brighter than their row's median away from the object and the night stars;
+  none -> clear; rain streaks are 4 px tall, snowflakes at most 2, so the share of particle
+  pixels with another one two rows below tells them apart.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ THRESHOLD = 40.0  # RGB distance from the row median that marks an object pixel
 MIN_AREA = 40  # px; the smallest object covers ~180, so a smaller blob is not an object
 SAME_COLOUR = 60.0  # RGB distance from the object's shades (k * colour) that still counts as it
 BLOB_RADIUS = 14  # px kept around the mask's median; every shape fits inside it
+INTACT_IOU = 0.6  # template fit of one intact object (ground truth: >= 0.8)
+INTACT_AREA = (0.6, 1.6)  # area / the fitted shape's area for one intact object
+PARTICLE_RISE = 20.0  # brightness above the row median that marks a particle pixel
+MIN_PARTICLES = 12  # particle pixels in a frame that mean it rains or snows
+RAIN_STREAK = 0.25  # share of particle pixels with another two rows below: rain above it
 BOUNCE_MIN_RISE = 2.0  # px of vertical travel in a track that means bouncing
 ROLL_MIN_SPEED = 0.5  # px / frame of horizontal travel that means rolling
 
@@ -52,6 +63,10 @@ class ProbeResult:
     x: float | None
     y: float | None
     area: int
+    objects: int = 0  # blobs of at least MIN_AREA px
+    intact: bool = False  # exactly one blob, fitting a shape template
+    fit: float = 0.0  # IoU of the best shape template
+    weather: str = "clear"
 
 
 def _nearest_profile(profile: np.ndarray, palettes: np.ndarray, names: tuple[str, ...]) -> str:
@@ -70,6 +85,39 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return ~_erode(~mask, outside=True)
 
 
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """4-connected component labels of a mask on the x-torus (0 = background) and their count."""
+    big = mask.size + 1
+    lab = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), big)
+    while True:
+        nb = np.minimum.reduce([lab, np.roll(lab, 1, 1), np.roll(lab, -1, 1),
+                                np.vstack([lab[:1], lab[:-1]]), np.vstack([lab[1:], lab[-1:]])])
+        nb = np.where(mask, nb, big)
+        if np.array_equal(nb, lab):
+            break
+        lab = nb
+    ids, lab = np.unique(np.where(mask, lab, 0), return_inverse=True)
+    return lab.reshape(mask.shape), len(ids) - (1 if ids[0] == 0 else 0)
+
+
+_STAR_MASK = np.zeros((world.SIZE, world.SIZE), bool)
+_STAR_MASK[world.stars()[0], world.stars()[1]] = True
+
+
+def _weather(img: np.ndarray, row_median: np.ndarray, keep_out: np.ndarray, night: bool) -> str:
+    """clear / rain / snow from the particle pixels of one frame (see the module docstring)."""
+    rise = (img - row_median[:, None]).mean(-1)
+    part = (rise > PARTICLE_RISE) & ~keep_out
+    if night:
+        part &= ~_STAR_MASK
+    n = int(part.sum())
+    if n < MIN_PARTICLES:
+        return "clear"
+    below2 = np.vstack([part[2:], np.zeros((2, world.SIZE), bool)])
+    streak = part & (below2 | np.roll(below2, 1, 1) | np.roll(below2, -1, 1))
+    return "rain" if streak.sum() / n > RAIN_STREAK else "snow"
+
+
 def probe_frame(frame: np.ndarray) -> ProbeResult:
     """Attributes of one uint8 frame [64, 64, 3] (use world.to_uint8 on model output)."""
     assert frame.shape == (world.SIZE, world.SIZE, 3) and frame.dtype == np.uint8, frame.shape
@@ -80,8 +128,13 @@ def probe_frame(frame: np.ndarray) -> ProbeResult:
 
     far = np.linalg.norm(img - row_median[:, None], axis=-1) > THRESHOLD
     mask = _dilate(_erode(far))
-    if mask.sum() < MIN_AREA:
-        return ProbeResult(sky, ground, False, None, None, None, None, int(mask.sum()))
+    weather = _weather(img, row_median, _dilate(_dilate(mask)), sky == "night")
+    labels, n = _components(mask) if mask.sum() >= MIN_AREA else (None, 0)
+    sizes = np.bincount(labels.ravel())[1:] if n else np.zeros(0, int)
+    objects = int((sizes >= MIN_AREA).sum())
+    if not objects:
+        return ProbeResult(sky, ground, False, None, None, None, None, int(mask.sum()), weather=weather)
+    mask = labels == 1 + int(np.argmax(sizes))  # the largest blob is the object
 
     # Roll so the object does not straddle the wrap: start at the first empty column.
     empty = ~mask.any(axis=0)
@@ -92,7 +145,7 @@ def probe_frame(frame: np.ndarray) -> ProbeResult:
     mask = np.zeros_like(mask)
     mask[ys[near], xs[near]] = True
     if mask.sum() < MIN_AREA:
-        return ProbeResult(sky, ground, False, None, None, None, None, int(mask.sum()))
+        return ProbeResult(sky, ground, False, None, None, None, None, int(mask.sum()), objects, weather=weather)
 
     core = _erode(mask)
     rgb = np.median(img[core] if core.sum() >= 10 else img[mask], axis=0)
@@ -113,7 +166,10 @@ def probe_frame(frame: np.ndarray) -> ProbeResult:
         iou = (template & mask).sum() / (template | mask).sum()
         if iou > best_iou:
             best_iou, shape = iou, name
-    return ProbeResult(sky, ground, True, colour, shape, (cx + shift) % world.SIZE, cy, area)
+    ratio = area / _SHAPE_AREA[shape]
+    intact = objects == 1 and best_iou >= INTACT_IOU and INTACT_AREA[0] <= ratio <= INTACT_AREA[1]
+    return ProbeResult(sky, ground, True, colour, shape, (cx + shift) % world.SIZE, cy, area, objects,
+                       bool(intact), float(best_iou), weather)
 
 
 def probe_frames(frames: np.ndarray) -> list[ProbeResult]:

@@ -293,16 +293,21 @@ def _ground_texture(ground: str, t: np.ndarray) -> np.ndarray:
     return (9 - 0.3 * y) * np.sin(two_pi * (x - 0.5 * tt) / 16 + 1.3 * y)
 
 
+def stars() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Night-sky star rows, columns and opacities [N_STARS, 1]: the same constellation every night."""
+    star_rng = np.random.default_rng(7)
+    ys = star_rng.integers(0, HORIZON - 10, N_STARS)
+    xs = star_rng.integers(0, SIZE, N_STARS)
+    return ys, xs, star_rng.uniform(0.4, 0.9, N_STARS)[:, None].astype(np.float32)
+
+
 @lru_cache(maxsize=None)
 def _static_background(sky: str, ground: str) -> np.ndarray:
     """[64, 64, 3] float32 background without water motion or weather (cached)."""
     img = np.empty((SIZE, SIZE, 3), np.float32)
     img[:HORIZON] = sky_rows(sky)[:, None]
     if sky == "night":
-        star_rng = np.random.default_rng(7)  # the same constellation every night
-        ys = star_rng.integers(0, HORIZON - 10, N_STARS)
-        xs = star_rng.integers(0, SIZE, N_STARS)
-        alpha = star_rng.uniform(0.4, 0.9, N_STARS)[:, None].astype(np.float32)
+        ys, xs, alpha = stars()
         img[ys, xs] = img[ys, xs] * (1 - alpha) + np.float32(250) * alpha
     img[HORIZON:] = ground_rows(ground)[:, None]
     if ground != "water":
@@ -392,8 +397,8 @@ def _draw_weather(img: np.ndarray, states: Sequence[SceneState]) -> None:
             img[f, py, px] += alpha * (np.float32(rgb) - img[f, py, px])
 
 
-def render(states: Sequence[SceneState]) -> np.ndarray:
-    """Frames [T, 64, 64, 3] uint8 showing each state."""
+def render(states: Sequence[SceneState], objects: bool = True) -> np.ndarray:
+    """Frames [T, 64, 64, 3] uint8 showing each state (without the object: the scene alone)."""
     n = len(states)
     img = np.empty((n, SIZE, SIZE, 3), np.float32)
     for i, s in enumerate(states):
@@ -403,7 +408,8 @@ def render(states: Sequence[SceneState]) -> np.ndarray:
         t = np.array([states[i].t for i in water])
         img[water, HORIZON:] += _ground_texture("water", t)[..., None]
     _draw_weather(img, states)
-    _draw_objects(img, states)
+    if objects:
+        _draw_objects(img, states)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
