@@ -6,6 +6,6 @@ A plugin needs only this import::
     from plugins import hookimpl, PromptChange
 """
 
-from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, PromptChange, SessionInfo, hookimpl
+from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, PromptChange, Refused, SessionInfo, hookimpl
 
-__all__ = ["AckInfo", "DaemonInfo", "EventInfo", "PromptChange", "SessionInfo", "hookimpl"]
+__all__ = ["AckInfo", "DaemonInfo", "EventInfo", "PromptChange", "Refused", "SessionInfo", "hookimpl"]

@@ -26,7 +26,9 @@ Two kinds of hooks, and the thread each runs on:
 Failure: a plugin that fails to import, or raises in any hook, is logged once with its name
 and traceback, unregistered, and listed as disabled; the daemon and every session carry on.
 A decision hook that raised counts as having declined (the prompt is kept as it was, the game
-event is acknowledged without a frame).
+event is acknowledged without a frame). To say *no* on purpose, raise ``Refused``: the sender
+gets an error with its message (``EVENT_REFUSED`` for a game event, ``BAD_PROMPT`` for a
+rewrite) and the plugin stays enabled.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ OBSERVER_QUEUE_BLOCKS = 64  # frames notes one observer may fall behind before i
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Refused(ValueError):
+    """Raised by a decision hook to refuse an event with a reason the sender should see."""
 
 
 @dataclass(frozen=True)

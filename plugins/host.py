@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from plugins import hookspecs
-from plugins.hookspecs import OBSERVER_QUEUE_BLOCKS, PromptChange
+from plugins.hookspecs import OBSERVER_QUEUE_BLOCKS, PromptChange, Refused
 
 log = logging.getLogger("longlive.plugins")
 
@@ -172,7 +172,8 @@ class PluginHost:
         self._call_all("register_models", {"registry": registry})
 
     def rewrite_prompt(self, session: hookspecs.SessionInfo, text: str, event: hookspecs.EventInfo) -> str:
-        """The prompt after every ``rewrite_prompt`` in turn; a plugin's bad result is an error naming it."""
+        """The prompt after every ``rewrite_prompt`` in turn; a plugin's bad result is a ValueError
+        naming it, a plugin's ``Refused`` passes through."""
         for name, impl in self._impls("rewrite_prompt"):
             ok, result = self._invoke(name, impl, {"session": session, "text": text, "event": event})
             if not ok or result is None:
@@ -184,7 +185,8 @@ class PluginHost:
 
     def game_event(self, session: hookspecs.SessionInfo, name: str,
                    payload: Mapping[str, Any]) -> tuple[PromptChange | None, str | None]:
-        """(the change the first answering plugin asks for, that plugin's name), or (None, None)."""
+        """(the change the first answering plugin asks for, that plugin's name), or (None, None);
+        a plugin's ``Refused`` passes through."""
         for plugin, impl in self._impls("game_event"):
             ok, result = self._invoke(plugin, impl, {"session": session, "name": name, "payload": payload})
             if not ok or result is None:
@@ -246,6 +248,8 @@ class PluginHost:
     def _invoke(self, name: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> tuple[bool, Any]:
         try:
             return True, impl.function(*(kwargs[arg] for arg in impl.argnames))
+        except Refused as exc:  # a deliberate no: the caller answers the sender, the plugin stays
+            raise Refused(f"plugin {name} refused: {exc}") from None
         except Exception as exc:
             self._disable(name, f"raised in {impl.function.__name__}: {type(exc).__name__}: {exc}", exc)
             return False, None

@@ -245,3 +245,24 @@ def test_the_rules_plugin_in_the_docs_works_as_documented(tmp_path):
         pictures = pictures_until(view, night.frame)
     assert night.frame is not None and ignored.frame is None and not host.disabled
     assert pictures[-1].frame.prompt_id == night.event_id
+
+
+def test_a_refused_event_is_an_error_with_the_plugins_reason(pipe):
+    from plugins import Refused
+    from protocol.client import RemoteError
+    from protocol.constants import ErrorCode
+
+    class Gate:
+        @hookimpl
+        def longlive_game_event(self, name):
+            raise Refused(f"{name} is not allowed here")
+
+    host = PluginHost(builtin_models=False)
+    host.register(Gate(), "gate")
+    with serve(pipe, host) as daemon, Controller(*daemon.endpoints) as ctl:
+        with pytest.raises(RemoteError) as refused:
+            ctl.event("teleport", {}).result()
+        status = ctl.status("main")[0]
+    assert refused.value.code == ErrorCode.EVENT_REFUSED
+    assert "plugin gate refused: teleport is not allowed here" in str(refused.value)
+    assert status.plugins == ("gate",)

@@ -279,3 +279,20 @@ def test_longlive_plugins_lists_hooks_models_and_failures(tmp_path, capsys):
     assert "models: longlive-1.3b, random-small, toy" in out
     assert main(["plugins", "--no-entry-points", "--plugin", str(tmp_path / "broken.py")]) == 1
     assert "broken: DISABLED, failed to load: No module named 'no_such_dependency'" in capsys.readouterr().out
+
+
+def test_refused_reaches_the_caller_with_the_reason_and_the_plugin_stays():
+    from plugins import Refused
+
+    class Gate:
+        @hookimpl
+        def longlive_game_event(self, name):
+            if name == "teleport":
+                raise Refused("no teleporting in this level")
+            return None
+
+    host = host_with(Gate())
+    with pytest.raises(Refused, match="plugin p0 refused: no teleporting in this level"):
+        host.game_event(SESSION, "teleport", {})
+    assert host.names == ("p0",) and not host.disabled
+    assert host.game_event(SESSION, "walk", {}) == (None, None)
