@@ -17,16 +17,13 @@ events ``action`` and ``scene``.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from plugins.hookspecs import EventInfo, PromptChange, SessionInfo, hookimpl
-
-log = logging.getLogger("longlive.plugins.composer")
+from plugins.hookspecs import EventInfo, PromptChange, Refused, SessionInfo, hookimpl
 
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 DETERMINERS = ("the", "a", "an")  # dropped before a cast name: the phrase brings its own
@@ -193,16 +190,13 @@ class Composer:
             else:
                 scene = _scene_change(scene, payload)
                 action = _text(payload, "action") or self.last_action.get(session.name)
-        except (SceneError, ValueError) as exc:
-            # Declined: the event is acked with no frame, which the sender can see.
-            log.warning("composer: %s event of session %s ignored: %s", name, session.name, exc)
-            return None
+        except (SceneError, ValueError) as exc:  # the sender gets EVENT_REFUSED with the reason
+            raise Refused(f"{name} event: {exc}") from None
         if name == "scene":
             try:
                 scene.check(session.check_prompt)
-            except SceneError as exc:  # the session keeps its scene; acked with no frame
-                log.warning("composer: scene change of session %s refused: %s", session.name, exc)
-                return None
+            except SceneError as exc:  # the session keeps its scene
+                raise Refused(f"scene change: {exc}") from None
             self.sessions[session.name] = scene
             if action is None:
                 return None  # nothing shown yet to re-prompt: the new scene applies to the next action

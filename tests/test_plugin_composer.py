@@ -4,13 +4,12 @@ model, unknown words reported with suggestions, and the hooks through a real Plu
 from __future__ import annotations
 
 import itertools
-import logging
 
 import pytest
 
 from plugins import hookimpl
 from plugins.composer import TOY_EXAMPLE_TABLE, Composer, Scene, SceneError
-from plugins.hookspecs import EventInfo, PromptChange, SessionInfo
+from plugins.hookspecs import EventInfo, PromptChange, Refused, SessionInfo
 from plugins.host import PluginHost
 from runtime.pipeline import load_pipeline
 
@@ -127,7 +126,7 @@ def test_rewrite_chain_through_the_host(toy):
     host.close()
 
 
-def test_action_and_scene_events(toy, caplog):
+def test_action_and_scene_events(toy):
     host = composer_host()
     info = toy_session(toy)
     host.rewrite_prompt(info, "a red ball rests", EventInfo("o-1", "open"))
@@ -142,16 +141,16 @@ def test_action_and_scene_events(toy, caplog):
                                                 "at_frame": 30})
     assert change == PromptChange("a blue cube rests over the dunes under a sunny daytime sky", at_frame=30)
     toy.encode_prompt(change.text)
-    # a scene the model cannot take: refused (declined), the old scene stays, the log says why
-    with caplog.at_level(logging.WARNING, logger="longlive.plugins.composer"):
-        assert host.game_event(info, "scene", {"setting": "in the castle"}) == (None, None)
-    assert "setting 'in the castle'" in caplog.text and "'castle'" in caplog.text
+    # a scene the model cannot take: refused with the reason, the old scene stays
+    with pytest.raises(Refused) as refused:
+        host.game_event(info, "scene", {"setting": "in the castle"})
+    assert "setting 'in the castle'" in str(refused.value) and "'castle'" in str(refused.value)
     change, _ = host.game_event(info, "action", {"text": "the hero rests"})
     assert change.text == "a pink orb rests over the dunes under a sunny daytime sky"
-    # malformed payloads and other events are declined, and the composer stays enabled
-    assert host.game_event(info, "action", {"text": 5}) == (None, None)
-    assert host.game_event(info, "scene", {"cast": ["hero"]}) == (None, None)
-    assert host.game_event(info, "scene", {}) == (None, None)
+    # malformed payloads are refused, other events declined, and the composer stays enabled
+    for name, payload in (("action", {"text": 5}), ("scene", {"cast": ["hero"]}), ("scene", {})):
+        with pytest.raises(Refused, match=f"plugin composer refused: {name} event"):
+            host.game_event(info, name, payload)
     assert host.game_event(info, "explode", {"text": "the hero"}) == (None, None)
     assert host.disabled == {}
     host.close()
