@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from protocol import constants as C
-from scripting.errors import ScriptError
+from scripting.errors import ScriptError, display_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +77,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     except (ScriptError, RuntimeError, TimeoutError) as exc:
         return _fail(exc)
     for frame, cue in result.timeline:
-        print(f"frame {frame}: {cue.text} ({cue.transition}, {cue.file}:{cue.line})")
+        print(f"frame {frame}: {cue.text} ({cue.transition}, {display_path(cue.file)}:{cue.line})")
     for line in result.late:
         print(f"late: {line}", file=sys.stderr)
     answers = [a.to_json() for a in result.answers]
