@@ -89,7 +89,12 @@ class LiveDriver:
         if config.events:
             self.events_sub = zmq.Context.instance().socket(zmq.SUB)
             self.events_sub.linger = 0
-            self.events_sub.bind(config.events)
+            try:
+                self.events_sub.bind(config.events)
+            except zmq.ZMQError as exc:
+                self.events_sub.close()
+                raise RuntimeError(f"cannot bind the events endpoint {config.events}: {exc} "
+                                   "(pass --events ENDPOINT, or --events '' for none)") from None
             self.events_sub.subscribe(GameEvent.TYPE.encode())
 
     # ------------------------------------------------------------------ the clock

@@ -7,12 +7,12 @@ from __future__ import annotations
 import io
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
-from protocol.client import Controller, Picture
+from protocol.codec import encode
 from protocol.messages import GameEvent
 from runtime.daemon.daemon import DaemonConfig
 from runtime.daemon.inprocess import serve_in_thread
@@ -62,7 +62,9 @@ class Game:
     the same id for a while (as a client does until it knows the event arrived)."""
 
     def __init__(self, endpoint: str, session: str) -> None:
-        self.ctl = Controller(control=endpoint, stream="tcp://127.0.0.1:1")  # only its PUB side is used
+        self.pub = zmq.Context.instance().socket(zmq.PUB)
+        self.pub.linger = 0
+        self.pub.connect(endpoint)
         self.session = session
         self.to_send: list[GameEvent] = []
         self.stop = threading.Event()
@@ -80,13 +82,13 @@ class Game:
     def _run(self) -> None:
         while not self.stop.is_set():
             for msg in list(self.to_send):
-                self.ctl.publish(msg)
+                self.pub.send_multipart(encode(msg))
             time.sleep(0.05)
 
     def close(self) -> None:
         self.stop.set()
         self.thread.join()
-        self.ctl.close()
+        self.pub.close()
 
 
 @pytest.fixture(scope="module")
