@@ -82,6 +82,7 @@ class LiveDriver:
         self._block_of_last = -1
         self.block_frames = 3  # frames per block, learned from the stream
         self.sent: list[tuple[Cue, Ticket]] = []
+        self._unsettled: list[tuple[Cue, Ticket]] = []  # sent, not yet finally answered
         self.answers: list[Answer] = []
         self._seen_ids: set[str] = set()
         self._last_picture = time.monotonic()
@@ -133,12 +134,23 @@ class LiveDriver:
             if isinstance(msg, Picture) and msg.frame.session == self.config.session:
                 self._picture(msg)
             self.ctl.pump(0)
+            self._refused()
             for name, payload, event_id in self._inputs():
                 if on_input is None or not on_input(name, payload, event_id):
                     print(f"story: input {name} {json.dumps(payload)} ignored (nothing waits for it now)", file=self.out)
             if time.monotonic() - self._last_picture > self.config.stall_s:
                 raise RuntimeError(f"no frame of session {self.config.session!r} for {self.config.stall_s:g} s; "
                                    "is the daemon running?")
+
+    def _refused(self) -> None:
+        """Stop at the first prompt the daemon refused (e.g. BAD_PROMPT), at its story line."""
+        done = [item for item in self._unsettled if item[1].done()]
+        self._unsettled = [item for item in self._unsettled if not item[1].done()]
+        for cue, ticket in done:
+            try:
+                ticket.result(0)
+            except RemoteError as exc:
+                raise ScriptError(f"the daemon refused the prompt {cue.text!r}: {exc}", cue.file, cue.line) from None
 
     def _picture(self, picture: Picture) -> None:
         header = picture.frame
@@ -197,6 +209,7 @@ class LiveDriver:
         ticket = self.ctl.send_prompt(cue.text, self.config.session, transition=cue.transition,
                                       blend_blocks=cue.blocks, at_frame=cue.frame)
         self.sent.append((cue, ticket))
+        self._unsettled.append((cue, ticket))
 
     async def seed(self, cue: SeedCue) -> None:
         if self.opening is None:
@@ -250,13 +263,11 @@ class LiveDriver:
     def finish(self, end: int) -> LiveResult:
         """Wait until the video has reached the story's end and every prompt is answered."""
         self._pump(lambda: self.last_frame + 1 >= end and all(t.done() for _, t in self.sent))
+        self._refused()
         timeline: list[tuple[int, Cue]] = [(0, self.opening)] if self.opening else []
         late = []
         for cue, ticket in self.sent:
-            try:
-                ack = ticket.result(0)
-            except RemoteError as exc:
-                raise ScriptError(f"the daemon refused the prompt {cue.text!r}: {exc}", cue.file, cue.line) from None
+            ack = ticket.result(0)
             if ack.status != "applied":
                 continue
             timeline.append((ack.frame, cue))
@@ -268,9 +279,15 @@ class LiveDriver:
             self.ctl.close_session(self.config.session).result(10)
         return LiveResult(timeline, self.answers, end, late)
 
-    def close(self) -> None:
+    def close(self, failed: bool) -> None:
+        """Release the events socket; after a failure, also close the session (best effort)."""
         if self.events_sub is not None:
             self.events_sub.close()
+        if failed and self._fps is not None and not self.config.keep_open:
+            try:
+                self.ctl.close_session(self.config.session).result(2)
+            except (RemoteError, TimeoutError):
+                pass  # the daemon is gone or already closed it; nothing is left to clean
 
 
 def play(function: StoryFunction, config: LiveConfig, on_picture: Callable[[Picture], None] | None = None,
@@ -279,12 +296,15 @@ def play(function: StoryFunction, config: LiveConfig, on_picture: Callable[[Pict
     with Controller(config.control, config.stream, curve=curve) as ctl, \
             Viewer(config.stream, sessions=[config.session], acks=False, errors=False, status=False, curve=curve) as viewer:
         driver = LiveDriver(config, ctl, viewer, on_picture, out)
+        failed = True
         try:
             s = run_story(function, driver)
             if driver.opening is None:
                 raise ScriptError("the story never shows a prompt", getattr(function, "__story_file__", None),
                                   function.__code__.co_firstlineno)
             driver._open(None, None)  # a story of one zero-length show still plays its opening
-            return driver.finish(s.now)
+            result = driver.finish(s.now)
+            failed = False
+            return result
         finally:
-            driver.close()
+            driver.close(failed)

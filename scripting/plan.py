@@ -116,13 +116,3 @@ class Boundaries:
         seeds = [c for c in self.seeds if c.frame <= boundary]
         self.cues, self.seeds = self.cues[len(cues):], self.seeds[len(seeds):]  # story time never goes back
         return (cues[-1] if cues else None), (seeds[-1] if seeds else None)
-
-    def timeline(self, opening: Cue, end: int, frames_per_block: int) -> list[tuple[int, Cue]]:
-        """(frame, cue) of every prompt change in ``end`` frames of uniform blocks (the checker's
-        view; the renderer uses the real block boundaries of its stream)."""
-        shown = [(0, opening)]
-        for boundary in range(frames_per_block, end, frames_per_block):
-            cue, _ = self.due(boundary)
-            if cue is not None:
-                shown.append((boundary, cue))
-        return shown

@@ -18,6 +18,7 @@ from runtime.daemon.daemon import DaemonConfig
 from runtime.daemon.inprocess import serve_in_thread
 from runtime.pipeline import load_pipeline
 from scripting.answers import Input
+from scripting.errors import ScriptError
 from scripting.live import LiveConfig, play
 from scripting.plan import plan_story
 from scripting.render import play_plan
@@ -146,3 +147,16 @@ def test_live_play_matches_offline_render_to_the_frame(tmp_path, pipe):
     assert probe_frame(pictures[6]).sky != EXPECTED[NIGHT][0]
     same = [i for i in range(len(video)) if i in pictures and np.array_equal(pictures[i], video[i])]
     assert len(same) == len(video), f"live frames differ from offline at {sorted(set(range(len(video))) - set(same))[:5]}"
+
+
+def test_a_prompt_the_daemon_refuses_stops_the_story_at_its_line(tmp_path, pipe):
+    path = tmp_path / "story.py"
+    path.write_text(f'async def story(s):\n    await s.show("{DAY}", seconds=0.5)\n'
+                    '    await s.show("a red dragon rests", seconds=0.5)\n    await s.wait(30)\n')
+    config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_session=None)
+    with serve_in_thread(pipe, config) as daemon:
+        control, stream = daemon.endpoints
+        with pytest.raises(ScriptError, match="BAD_PROMPT") as caught:
+            play(load_story(path), LiveConfig(control=control, stream=stream, session="bad", events=None,
+                                              terminal=False), out=io.StringIO())
+    assert caught.value.line == 3
