@@ -266,6 +266,7 @@ def _encodes(pipe, text: str) -> bool:
 
 # -- report ------------------------------------------------------------------------------------
 
+NOTES = "<!-- written notes below: kept when the tables above are regenerated -->"
 ROWS = ([f"frames {a}" for a in ("sky", "ground", "colour", "shape", "object", "weather")]
         + ["frames scene (sky+ground+colour)"] + [f"frames weather {w}" for w in world.WEATHERS]
         + [f"motion windows {m}" for m in world.MOTIONS] + ["switch: every changed attribute obeyed in time"])
@@ -378,7 +379,8 @@ def run_eval(weights, out_json: Path | None, out_md: Path | None, img_dir: Path 
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(result, indent=1, default=float) + "\n")
     if out_md is not None and "test" in result:
-        out_md.write_text(markdown(result))
+        notes = out_md.read_text().partition(NOTES)[2] if out_md.is_file() else ""
+        out_md.write_text(markdown(result) + (NOTES + notes if notes else ""))
     if "test" in result:
         print("\n".join(table(result["test"], list(TRANSITIONS) + [c for c in CONTROLS])), flush=True)
     log(f"done in {result['meta']['wall_s']:.0f} s")
