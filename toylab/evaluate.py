@@ -320,7 +320,7 @@ def markdown(result: dict) -> str:
               "| normal per-frame step before it, median px | " + " | ".join(
                   "n/a" if test[t]["jump px"]["normal_step"] is None else f"{test[t]['jump px']['normal_step']:.2f}"
                   for t in (*TRANSITIONS, "ground truth")) + " |",
-              f"| prompts refused (of {2 * m['test_pairs']} per transition) | " + " | ".join(
+              f"| streams with a refused prompt (of {m['test_pairs']}) | " + " | ".join(
                   str(test[t]["refused prompts"]) for t in (*TRANSITIONS, "ground truth")) + " |", ""]
     if result.get("validation"):
         lines += [f"## Validation set ({m['validation_pairs']} switches, recache; training combinations, template and "
