@@ -81,8 +81,8 @@ def test_hostile_control_traffic_never_stops_the_daemon(pipe):
 
         burst()
         for status in ctl.status():
-            ctl.close_session(status.session)
+            ctl.close_session(status.session).result()
         with Viewer(daemon.endpoints[1], sessions=["after"], acks=False, status=False) as view:
-            ack = ctl.open("after", seed=0, prompt="a red ball")
+            ack = ctl.open("after", seed=0, prompt="a red ball").result()
             picture = next(view.frames(timeout=30))
     assert ack.frame == 0 and picture.frame.session == "after" and picture.frame.prompt_id == ack.event_id

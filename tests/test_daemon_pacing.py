@@ -119,13 +119,32 @@ def test_rate_limiter_table_is_bounded():
     assert len(limiter._buckets) == 3
 
 
-def test_recent_events_forget_the_oldest():
+def test_recent_events_never_forget_a_pending_id():
+    # The resend bug of issue 12: a still-pending id forgotten after `capacity` newer events
+    # was queued a second time. Pending ids stay until answered; answered ones age out.
     recent = RecentEvents(capacity=2)
-    recent.pending("a")
-    recent.answered("b", [])
-    assert "a" in recent and recent.answers("a") is None and recent.answers("b") == []
-    recent.pending("c")
-    assert "a" not in recent and "b" in recent and "c" in recent
+    recent.pending("a", "accepted-a")
+    for i in range(10):
+        recent.answered(f"b{i}", [f"ack-b{i}"])
+    assert "a" in recent and recent.answers("a") == ["accepted-a"]  # a resend gets its `accepted` again
+    assert "b0" not in recent and recent.answers("b9") == ["ack-b9"] and len(recent) == 3
+    recent.answered("a", ["ack-a"])
+    assert recent.answers("a") == ["ack-a"] and len(recent) == 2
+
+
+def test_pacer_resume_never_schedules_before_the_last_frame():
+    # Issue 12: after a quick pause + resume, a frame was due 0.27 s before the previous one.
+    pacer = Pacer(fps=10.0, frames_per_block=4, lookahead_blocks=1.0)
+    pacer.generated(0, 4, mono=100.0, wall=1000.0)  # frames 0..3 due at 100.0 .. 100.3
+    pacer.generated(4, 4, mono=100.05, wall=1000.05)  # generated ahead: due 100.4 .. 100.7
+    pacer.stop()  # pause
+    pacer.generated(8, 4, mono=100.1, wall=1000.1)  # resumed at once
+    dues = [pacer.due(n) for n in range(4, 12)]
+    assert all(b > a for a, b in zip(dues, dues[1:]))
+    assert pacer.due(8) == pytest.approx(100.8) and pacer.due_wall(8) == pytest.approx(1000.8)
+    pacer.stop()
+    pacer.generated(12, 4, mono=200.0, wall=2000.0)  # a long pause: the clock starts at the resume time
+    assert pacer.due(12) == 200.0
 
 
 def test_subscriptions_count_prefixes():

@@ -11,7 +11,9 @@ from protocol.messages import StreamMessage
 
 
 class RateLimiter:
-    """One token bucket per client name: `rate` events per second sustained, `burst` extra.
+    """One token bucket per sender, holding at most `burst` tokens and refilled at `rate` per
+    second; a message costs one. The sender key is the CURVE key when there is one, else the
+    self-declared client name (SPEC.md section 6).
     The bucket table is bounded so that a stream of invented client names cannot grow it."""
 
     def __init__(self, rate: float, burst: int, max_clients: int = 1024) -> None:
@@ -28,32 +30,35 @@ class RateLimiter:
         return allowed
 
 
-PENDING = None  # an accepted event whose ack is not yet published
-
-
 class RecentEvents:
-    """The last `capacity` event ids and what they were answered with, so that a resent
-    event is never executed twice and a lost answer can be published again."""
+    """Event ids and what they were answered with, so that a resent event is never executed
+    twice and a lost answer can be published again. Pending ids (accepted, not yet finally
+    answered) are kept until answered, whatever their number (the daemon bounds them per
+    session); of the answered ones, the last `capacity` are kept."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._answers: OrderedDict[str, list[StreamMessage] | None] = OrderedDict()
+        self._pending: dict[str, list[StreamMessage]] = {}  # id -> its `accepted` ack (or nothing yet)
+        self._answers: OrderedDict[str, list[StreamMessage]] = OrderedDict()
 
     def __contains__(self, event_id: str) -> bool:
-        return event_id in self._answers
+        return event_id in self._pending or event_id in self._answers
 
-    def answers(self, event_id: str) -> list[StreamMessage] | None:
-        """The messages that answered `event_id`, or None while it is pending."""
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._answers)
+
+    def answers(self, event_id: str) -> list[StreamMessage]:
+        """What to publish again for a resend: the final answer, or the `accepted` ack."""
+        if event_id in self._pending:
+            return self._pending[event_id]
         return self._answers[event_id]
 
-    def pending(self, event_id: str) -> None:
-        self._set(event_id, PENDING)
+    def pending(self, event_id: str, accepted: StreamMessage | None = None) -> None:
+        self._pending[event_id] = [] if accepted is None else [accepted]
 
     def answered(self, event_id: str, messages: list[StreamMessage]) -> None:
-        self._set(event_id, messages)
-
-    def _set(self, event_id: str, value: list[StreamMessage] | None) -> None:
+        self._pending.pop(event_id, None)
         self._answers.pop(event_id, None)
-        self._answers[event_id] = value
+        self._answers[event_id] = messages
         while len(self._answers) > self.capacity:
             self._answers.popitem(last=False)

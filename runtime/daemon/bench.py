@@ -82,11 +82,11 @@ def latencies(model: str, prompts: int, threads: int | None, fps: float | None) 
     with DaemonProcess(model, lookahead=1.0, threads=threads, session="") as daemon, \
             Controller(daemon.control, daemon.stream) as ctl, \
             Viewer(daemon.stream, sessions=["bench"], acks=False, status=False) as view:
-        ctl.open("bench", seed=0, prompt=PROMPTS[1], fps=fps)
+        ctl.open("bench", seed=0, prompt=PROMPTS[1], fps=fps).result()
         for i in range(prompts):
             next(view.frames(timeout=10))  # let the send time drift against the block phase
             sent = time.time()
-            ack = ctl.send_prompt(PROMPTS[i % 2], session="bench")
+            ack = ctl.send_prompt(PROMPTS[i % 2], session="bench").result()
             to_ack.append((time.time() - sent) * 1000)
             shown = next(p for p in view.frames(timeout=10) if p.frame.prompt_id == ack.event_id)
             assert shown.frame.frame == ack.frame

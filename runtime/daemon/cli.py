@@ -167,7 +167,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     with Controller(args.control, args.stream, curve=_curve(args)) as ctl:
         try:
             ack = ctl.send_prompt(args.text, session=args.session, transition=args.transition,
-                                  blend_blocks=args.blend_blocks, at_frame=args.at_frame, timeout=args.timeout)
+                                  blend_blocks=args.blend_blocks, at_frame=args.at_frame).result(args.timeout)
         except RemoteError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

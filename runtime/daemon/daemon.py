@@ -1,15 +1,20 @@
-"""The daemon: one loop, one zmq.Poller, no threads.
+"""The daemon: one loop, one zmq.Poller, and one generation worker thread.
 
 Each turn of the loop polls the control socket, the stream socket's subscription events and
 a wake-up socket, with a timeout that ends when the next block or timer is due; then it runs
-the timers and, if any session is due, one batched `pipe.step` over the due sessions. Control
-is therefore read between every two blocks and never waits behind frames.
+the timers and, if any session is due, one batched block over the due sessions. The block
+(prompt encoding, `pipe.step`, decoding) runs on the worker while the loop keeps answering
+ZAP handshakes and publishing heartbeats; every socket is used by the loop thread only.
+A session whose block fails is closed alone (its events answered INTERNAL); the loop itself
+survives any exception and stops only when asked (a signal, `stop()`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 import math
 import secrets
 import threading
@@ -28,10 +33,11 @@ from protocol.constants import ErrorCode
 from protocol.errors import ProtocolError
 from protocol.messages import (Ack, Close, ControlMessage, Error, Frame, GameEvent, Heartbeat, Open, Pause,
                                Prompt, Resume, Seed, Status, StatusRequest, StreamMessage)
-from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, PromptChange, SessionInfo
+from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, PromptChange, Refused, SessionInfo
 from plugins.host import PluginHost
 from runtime.daemon.admission import RateLimiter, RecentEvents
 from runtime.daemon.pacing import Pacer
+from runtime.daemon.prompts import PromptCache
 from runtime.daemon.session import Awaiting, PendingPrompt, Session
 from runtime.daemon.sockets import CurveServer, DaemonSockets
 from runtime.daemon.subscriptions import Subscriptions
@@ -39,7 +45,11 @@ from runtime.pipeline import Pipeline, PromptError, VideoStream
 
 log = logging.getLogger("longlive.daemon")
 
-MAX_CONTROL_PER_TURN = 256  # bounded so a flood of events cannot starve the generator
+
+def control_per_turn(hwm: int) -> int:
+    """Control messages read between two blocks: bounded so a flood cannot starve the
+    generator, and so one turn's answers (at most two each) fit a subscriber's queue."""
+    return max(8, hwm // 4)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,11 @@ class Daemon:
         self.subs = Subscriptions()
         self.recent = RecentEvents(C.DUPLICATE_MEMORY)
         self.limiter = RateLimiter(C.EVENTS_PER_SECOND, C.EVENT_BURST)
+        self.prompts = PromptCache(pipe.encode_prompt)
+        limit = getattr(pipe.text_encoder, "text_len", None)  # the random and Wan encoders state it
+        self._max_prompt_tokens = limit if isinstance(limit, int) and limit > 0 else None
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="longlive-generate")
+        self._per_turn = control_per_turn(config.hwm)
         self._boot, self._serial = secrets.token_hex(3), 0
         self._stopping = False
         now = self.clock()
@@ -109,7 +124,11 @@ class Daemon:
     def run(self) -> None:
         try:
             while not self._stopping:
-                self.turn()
+                try:
+                    self.turn()
+                except Exception:  # a daemon bug costs one turn, never the daemon
+                    log.exception("daemon turn failed; continuing")
+                    time.sleep(0.01)  # a fault that repeats every turn must not spin a core
         finally:
             self.close()
 
@@ -134,12 +153,10 @@ class Daemon:
         if self.sockets.stream_pub in events:
             self._drain(self.sockets.stream_pub, lambda parts: self._on_subscription(parts[0]))
         if self.sockets.control_sub in events:
-            self._drain(self.sockets.control_sub, self._on_control)
+            self._drain_control()
         now = self.clock()
-        if now >= self._next_heartbeat:
-            self._next_heartbeat = now + self.config.heartbeat_s
-            self._publish(Heartbeat(id=self._id(), time=self.wall_clock(), period=self.config.heartbeat_s,
-                                    sessions=tuple(self.sessions)))
+        self._heartbeat(now)
+        self._apply_idle_policies(now)
         if now >= self._next_status:
             self._next_status = now + self.config.status_s
             for session in self.sessions.values():
@@ -151,32 +168,86 @@ class Daemon:
         self._step(now)
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
-        for _ in range(MAX_CONTROL_PER_TURN):
+        for _ in range(self._per_turn):
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             handle(parts)
 
+    def _drain_control(self) -> None:
+        """Read control messages with the sender's CURVE key, which keys its rate limit."""
+        for _ in range(self._per_turn):
+            try:
+                frames = self.sockets.control_sub.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            peer = frames[0].get("User-Id") if self.sockets.zap is not None else None
+            self._on_control([f.bytes for f in frames], peer)
+
+    def _heartbeat(self, now: float) -> None:
+        if now >= self._next_heartbeat:
+            # Scheduled from the previous due time, not from now, so the period does not drift.
+            self._next_heartbeat = max(self._next_heartbeat + self.config.heartbeat_s, now)
+            self._publish(Heartbeat(id=self._id(), time=self.wall_clock(), period=self.config.heartbeat_s,
+                                    sessions=tuple(self.sessions)))
+
+    def _apply_idle_policies(self, now: float) -> None:
+        """Pause or close sessions nobody watches (open.idle); resume paused ones once watched."""
+        for session in list(self.sessions.values()):
+            if session.idle == "keep":
+                continue
+            watched = any(self.subs.wants(f"{C.TOPIC_FRAME}.{e}.{session.name}".encode()) for e in C.ENCODINGS)
+            if watched:
+                session.unwatched_since = None
+                if session.idle_paused:
+                    session.idle_paused = False
+                    session.pacer.stop()  # re-anchored at the next block, after the last frame sent
+                continue
+            if session.unwatched_since is None:
+                session.unwatched_since = now
+            elif now - session.unwatched_since >= session.idle_after_s:
+                if session.idle == "close":
+                    log.info("session %s closed: no frame subscriber for %.1f s", session.name, session.idle_after_s)
+                    self._end(session, closed_by=None)
+                elif not session.idle_paused:
+                    log.info("session %s paused: no frame subscriber for %.1f s", session.name, session.idle_after_s)
+                    session.idle_paused = True
+
     def _next_block_at(self) -> float:
-        times = [s.pacer.ready_at(s.next_frame) for s in self.sessions.values() if not s.paused]
+        times = [s.pacer.ready_at(s.next_frame) for s in self.sessions.values() if not s.stopped]
         return min(times, default=math.inf)
 
     def _step(self, now: float) -> None:
-        """One block for every due session, batched; sessions due within half a block join."""
-        active = [s for s in self.sessions.values() if not s.paused]
+        """One block for every due session, batched; sessions due within half a block join.
+        The block runs on the worker; failures are charged to the session that caused them."""
+        active = [s for s in self.sessions.values() if not s.stopped]
         if not any(s.pacer.ready_at(s.next_frame) <= now for s in active):
             return
         due = [s for s in active if s.pacer.ready_at(s.next_frame) <= now + 0.5 * s.pacer.block_s]
-        for session in due:
-            self._boundary(session)
-        blocks = self.pipe.step([s.stream for s in due])
+        plans = {s.name: s.take_due_prompts() for s in due}
+        result = self._off_loop(lambda: self._generate(due, plans))
+        blocks, failures, refused = result
         done, wall = self.clock(), self.wall_clock()
         observed = self.plugins.observes("frames")
-        for session, frames in zip(due, blocks):
+        for session in due:
+            winner, superseded = plans[session.name]
+            for loser in superseded:
+                self._supersede(session, loser.event_id, loser.event_type, winner.event_id if winner else None)
+            if session.name in refused:
+                self._answer(winner.event_id, self._error(winner.event_id, ErrorCode.BAD_PROMPT, refused[session.name],
+                                                          session.name))
+            if session.name in failures:
+                self._fail(session, failures[session.name])
+                continue
+            frames = blocks[session.name]
             first = session.next_frame - len(frames)
-            session.pacer.generated(first, len(frames), done, wall)
-            self._publish_frames(session, frames, first)
+            try:
+                session.pacer.generated(first, len(frames), done, wall)
+                self._publish_frames(session, frames, first)
+            except Exception as exc:  # e.g. a JPEG encoder error: this session's fault alone
+                self._fail(session, exc)
+                continue
             if observed:
                 copy = np.array(frames)  # the observers' own, so the decoder may reuse its buffer
                 copy.flags.writeable = False
@@ -186,35 +257,95 @@ class Daemon:
                 latency = session.latency_ms(item, first) if item.prompt is not None else None
                 self._ack(item.event_id, item.event_type, session, first, item.prompt, latency)
 
-    def _boundary(self, session: Session) -> None:
-        """Apply the prompt due at this block boundary; ack the ones it supersedes."""
-        winner, superseded = session.take_due_prompts()
-        for loser in superseded:
-            self._supersede(session, loser.event_id, loser.event_type, winner.event_id if winner else None)
-        if winner is not None:
-            session.apply_prompt(winner)
+    def _off_loop(self, work: Callable[[], Any]) -> Any:
+        """Run `work` on the worker; meanwhile keep handshakes and heartbeats on time.
+        Control and subscriptions wait in their sockets until the block is done."""
+        future: Future = self._worker.submit(work)
+        poller = zmq.Poller()
+        if self.sockets.zap is not None:
+            poller.register(self.sockets.zap, zmq.POLLIN)
+        while not future.done():
+            wait = min(0.02, max(0.0, self._next_heartbeat - self.clock()))
+            if self.sockets.zap is not None and poller.poll(wait * 1000):
+                self.sockets.handle_zap()
+            else:
+                wait_futures([future], timeout=wait)
+            self._heartbeat(self.clock())
+        return future.result()
+
+    def _generate(self, due: list[Session], plans: dict[str, tuple[PendingPrompt | None, list[PendingPrompt]]]
+                  ) -> tuple[dict[str, np.ndarray], dict[str, BaseException], dict[str, str]]:
+        """On the worker: encode and apply each boundary's winning prompt, then one batched
+        step; if the batch fails, each session is stepped alone to find the one at fault.
+        Returns frames, failures and refused prompts (BAD_PROMPT reasons), by session name."""
+        failures: dict[str, BaseException] = {}
+        refused: dict[str, str] = {}
+        for session in due:
+            winner = plans[session.name][0]
+            if winner is None:
+                continue
+            try:
+                session.apply_prompt(winner, self.prompts.get(winner.text))
+            except PromptError as exc:
+                refused[session.name] = str(exc)
+            except Exception as exc:
+                failures[session.name] = exc
+        healthy = [s for s in due if s.name not in failures]
+        try:
+            return dict(zip((s.name for s in healthy), self.pipe.step([s.stream for s in healthy]))), failures, refused
+        except Exception as exc:
+            if len(healthy) == 1:
+                failures[healthy[0].name] = exc
+                return {}, failures, refused
+        blocks: dict[str, np.ndarray] = {}
+        for session in healthy:
+            try:
+                blocks[session.name] = self.pipe.step([session.stream])[0]
+            except Exception as exc:
+                failures[session.name] = exc
+        return blocks, failures, refused
+
+    def _fail(self, session: Session, exc: BaseException) -> None:
+        """Close a session whose block failed: its pending events are answered INTERNAL, its
+        viewers told by an error without event id; the traceback is logged once."""
+        cause = f"session {session.name!r} failed and was closed: {type(exc).__name__}: {exc}"
+        log.error("%s", cause, exc_info=(type(exc), exc, exc.__traceback__))
+        self.sessions.pop(session.name, None)
+        for event_id, _ in [(p.event_id, p.event_type) for p in session.prompts] + [
+                (a.event_id, a.event_type) for a in session.awaiting]:
+            self._answer(event_id, self._error(event_id, ErrorCode.INTERNAL, cause, session.name))
+        self._publish(self._error(None, ErrorCode.INTERNAL, cause, session.name))
+        try:
+            self.pipe.close_stream(session.stream)
+        except Exception:
+            log.exception("closing the failed session %s's stream failed too", session.name)
+        self.plugins.notify("session_closed", session=session.info, frames=session.next_frame)
 
     # ------------------------------------------------------------------ control events
 
-    def _on_control(self, parts: list[bytes]) -> None:
+    def _on_control(self, parts: list[bytes], peer: str | None = None) -> None:
+        """Admission, in SPEC order: decode and validate, duplicate, rate limit, then the
+        daemon's state. `peer` is the sender's CURVE key (ZAP user id) when CURVE is on."""
         now = self.clock()
         try:
             msg = decode_control(parts)
         except ProtocolError as exc:
-            # Undecodable input spends the anonymous budget; beyond it, it gets no answer, so
+            # Undecodable input spends its sender's budget; beyond it, it gets no answer, so
             # garbage cannot be amplified into a flood of error messages.
-            if self.limiter.allow("", now):
-                log.info("refused a message: %s", exc)
+            if self.limiter.allow(f"key:{peer}" if peer else "", now):
+                log.debug("refused a message: %s", exc)
                 self._publish(self._error(exc.event_id, exc.code, exc.message, None))
             return
         session = getattr(msg, "session", None)
-        if not self.limiter.allow(msg.client or "", now):
-            self._publish(self._error(msg.id, ErrorCode.RATE_LIMITED, f"client {msg.client or '(anonymous)'} sends more than "
-                                      f"{C.EVENTS_PER_SECOND:g} events/s; event dropped", session))
-            return
         if not isinstance(msg, StatusRequest) and msg.id in self.recent:
-            for answer in self.recent.answers(msg.id) or ():  # pending: its ack is still to come
+            for answer in self.recent.answers(msg.id):  # the original's answer, never a new one
                 self._publish(answer)
+            return
+        sender = f"key:{peer}" if peer else msg.client or ""
+        if not self.limiter.allow(sender, now):
+            who = f"key {peer}" if peer else f"client {msg.client or '(anonymous)'}"
+            self._publish(self._error(msg.id, ErrorCode.RATE_LIMITED, f"{who} sends more than "
+                                      f"{C.EVENTS_PER_SECOND:g} events/s; event dropped", session))
             return
         try:
             self._handle(msg, now)
@@ -244,13 +375,25 @@ class Daemon:
 
     def _encode_prompt(self, text: str) -> Any:
         try:
-            return self.pipe.encode_prompt(text)
+            return self.prompts.get(text)
         except PromptError as exc:
             raise ProtocolError(ErrorCode.BAD_PROMPT, str(exc)) from None
 
     def _check_prompt(self, text: str) -> None:
         """For plugins (SessionInfo.check_prompt): PromptError (a ValueError) if the model cannot take ``text``."""
-        self.pipe.encode_prompt(text)
+        self.prompts.get(text)
+
+    def _accept(self, session: Session, event_id: str, event_type: str, frame: int) -> None:
+        """Publish `accepted` (the planned frame) and remember the event as pending."""
+        ack = Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name, status="accepted",
+                  frame=frame)
+        self.recent.pending(event_id, ack)
+        self._publish(ack)
+
+    def _check_room(self, session: Session) -> None:
+        if session.pending_count >= C.MAX_PENDING_EVENTS:
+            raise ProtocolError(ErrorCode.TOO_MANY_PENDING, f"session {session.name!r} already has "
+                                f"{session.pending_count} events waiting; the limit is {C.MAX_PENDING_EVENTS}")
 
     def _rewrite(self, info: SessionInfo, text: str, event: EventInfo) -> str:
         """The prompt after the plugins' rewrite chain; a plugin's unusable result is BAD_PROMPT."""
@@ -276,8 +419,10 @@ class Daemon:
         prompt = msg.prompt or self.config.default_prompt
         self._open(msg.session, prompt, msg.id if msg.prompt else None, msg.seed, msg.fps, now,
                    EventInfo(msg.id, msg.TYPE, msg.client))
-        self.sessions[msg.session].awaiting.append(Awaiting(msg.id, msg.TYPE, now))
-        self.recent.pending(msg.id)
+        session = self.sessions[msg.session]
+        session.idle, session.idle_after_s = msg.idle, msg.idle_after_s
+        session.awaiting.append(Awaiting(msg.id, msg.TYPE, now))
+        self._accept(session, msg.id, msg.TYPE, 0)
 
     def _open(self, name: str, prompt: str, prompt_id: str | None, seed: int, fps: float | None, now: float,
               event: EventInfo | None = None) -> None:
@@ -313,12 +458,18 @@ class Daemon:
     def _queue_prompt(self, session: Session, event: EventInfo, text: str, transition: str,
                       blend_blocks: int | None, at_frame: int | None, now: float) -> None:
         event_id, event_type = event.id, event.type
+        self._check_room(session)
+        if at_frame is not None and at_frame > session.next_frame + C.MAX_SCHEDULE_FRAMES:
+            raise ProtocolError(ErrorCode.TOO_FAR_AHEAD, f"at_frame {at_frame} is more than {C.MAX_SCHEDULE_FRAMES} "
+                                f"frames after session {session.name!r}'s next frame {session.next_frame}")
         text = self._rewrite(session.info, text, event)
-        cond = self._encode_prompt(text)
-        session.prompts.append(PendingPrompt(event_id, event_type, text, cond, transition, blend_blocks, at_frame, now))
-        self.recent.pending(event_id)
+        session.prompts.append(PendingPrompt(event_id, event_type, text, transition, blend_blocks, at_frame, now))
+        self._accept(session, event_id, event_type, session.planned_frame(at_frame))
 
     def _on_pause(self, session: Session, msg: Pause, now: float) -> None:
+        if session.paused:
+            self._ack(msg.id, msg.TYPE, session, session.next_frame)
+            return
         session.pause()
         for item in [a for a in session.awaiting if a.event_type == Resume.TYPE]:  # undone before any frame
             session.awaiting.remove(item)
@@ -329,19 +480,24 @@ class Daemon:
         if not session.paused:
             self._ack(msg.id, msg.TYPE, session, session.next_frame)
             return
+        self._check_room(session)
         session.resume()
         session.awaiting.append(Awaiting(msg.id, msg.TYPE, now))
-        self.recent.pending(msg.id)
+        self._accept(session, msg.id, msg.TYPE, session.next_frame)
 
     def _on_seed(self, session: Session, msg: Seed, now: float) -> None:
+        self._check_room(session)
         session.stream.set_seed(msg.seed)  # between blocks, so it applies from the next block
         session.seed = msg.seed
         session.info = replace(session.info, seed=msg.seed)
         session.awaiting.append(Awaiting(msg.id, msg.TYPE, now))
-        self.recent.pending(msg.id)
+        self._accept(session, msg.id, msg.TYPE, session.next_frame)
 
     def _on_game_event(self, session: Session, msg: GameEvent, now: float) -> None:
-        change, plugin = self.plugins.game_event(session.info, msg.name, msg.payload)
+        try:
+            change, plugin = self.plugins.game_event(session.info, msg.name, msg.payload)
+        except Refused as exc:
+            raise ProtocolError(ErrorCode.EVENT_REFUSED, str(exc)) from None
         if change is None:
             self._ack(msg.id, msg.TYPE, session, None)
             return
@@ -388,8 +544,10 @@ class Daemon:
                       lookahead_blocks=session.pacer.blocks_ahead(session.next_frame, now),
                       cache_fill=_cache_fill(session.stream), frames_late=session.pacer.frames_late,
                       frame=session.next_frame, block=session.block, prompt_id=session.prompt_id,
-                      prompt=session.prompt, paused=session.paused, seed=session.seed, request_id=request_id,
-                      plugins=self.plugins.names, observations_dropped=self.plugins.observations_dropped())
+                      prompt=session.prompt, paused=session.stopped, seed=session.seed, request_id=request_id,
+                      plugins=self.plugins.names, observations_dropped=self.plugins.observations_dropped(),
+                      frames_per_block=self.pipe.frames_per_block, max_prompt_tokens=self._max_prompt_tokens,
+                      idle=session.idle)
 
     def _id(self) -> str:
         self._serial += 1
@@ -427,8 +585,12 @@ class Daemon:
             log.warning("stream socket refused a %s message; dropped", msg.TYPE)
 
     def close(self) -> None:
+        self._worker.shutdown(wait=True)
         for session in list(self.sessions.values()):
-            self._end(session, closed_by=None)
+            try:
+                self._end(session, closed_by=None)
+            except Exception:
+                log.exception("closing session %s failed", session.name)
         self.plugins.close()
         self.sockets.close()
         self._wake_recv.close()

@@ -32,6 +32,7 @@ class Pacer:
         self.frames_per_block = frames_per_block
         self.lookahead_blocks = lookahead_blocks
         self.anchor: Anchor | None = None  # None until the first block, and while paused
+        self.last: Anchor | None = None  # the last frame scheduled: a new anchor never precedes it
         self.frames_late = 0
 
     @property
@@ -55,14 +56,24 @@ class Pacer:
 
     def generated(self, first_frame: int, count: int, mono: float, wall: float) -> None:
         """Record that frames [first_frame, first_frame + count) became ready at `mono`.
-        Anchors the clock on the first block; re-anchors when the block came late."""
+        Anchors the clock on the first block; re-anchors when the block came late. A new
+        anchor (after a pause, say) lies at least one frame period after the last frame
+        already scheduled, so due times never go backwards and nothing bursts out."""
         if self.anchor is None:
-            self.anchor = Anchor(first_frame, mono, wall)
-            return
-        late_s = mono - self.due(first_frame)
-        if late_s > 0:
-            self.frames_late += min(count, math.ceil(late_s * self.fps))
-            self.anchor = Anchor(first_frame, mono, wall)
+            self.anchor = self._after_last(first_frame, mono, wall)
+        else:
+            late_s = mono - self.due(first_frame)
+            if late_s > 0:
+                self.frames_late += min(count, math.ceil(late_s * self.fps))
+                self.anchor = self._after_last(first_frame, mono, wall)
+        last = first_frame + count - 1
+        self.last = Anchor(last, self.due(last), self.due_wall(last))
+
+    def _after_last(self, frame: int, mono: float, wall: float) -> Anchor:
+        if self.last is None:
+            return Anchor(frame, mono, wall)
+        gap = (frame - self.last.frame) / self.fps
+        return Anchor(frame, max(mono, self.last.mono + gap), max(wall, self.last.wall + gap))
 
     def stop(self) -> None:
         """Pause: forget the anchor, so the next block starts the clock afresh."""

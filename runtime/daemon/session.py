@@ -21,8 +21,7 @@ from runtime.daemon.pacing import Pacer
 class PendingPrompt:
     event_id: str
     event_type: str  # 'prompt', or 'event' when a game event was mapped to a prompt
-    text: str  # after the plugins' rewrite_prompt chain
-    cond: Any  # the pipeline's encoding, made on receipt so that a bad prompt fails at once
+    text: str  # after the plugins' rewrite_prompt chain; encoded only if it wins its boundary
     transition: str
     blend_blocks: int | None
     at_frame: int | None
@@ -47,7 +46,10 @@ class Session:
         self.stream = stream
         self.pacer = pacer
         self.prompt, self.prompt_id, self.seed = prompt, prompt_id, seed
-        self.paused = False
+        self.paused = False  # by a `pause` event
+        self.idle_paused = False  # by the idle policy: no frame subscriber for a while
+        self.idle, self.idle_after_s = "keep", 10.0
+        self.unwatched_since: float | None = None  # monotonic time the last frame subscriber left
         self.block = 0  # index of the next block
         self.prompts: list[PendingPrompt] = []
         self.awaiting: list[Awaiting] = []
@@ -68,11 +70,27 @@ class Session:
         self.prompts = [p for p in self.prompts if p not in due]
         return due[-1], due[:-1]
 
-    def apply_prompt(self, prompt: PendingPrompt) -> None:
+    @property
+    def stopped(self) -> bool:
+        """Not generating: paused by an event or by the idle policy."""
+        return self.paused or self.idle_paused
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.prompts) + len(self.awaiting)
+
+    def planned_frame(self, at_frame: int | None) -> int:
+        """The block boundary an event arriving now is planned for."""
+        fpb = self.pacer.frames_per_block
+        if at_frame is None or at_frame <= self.next_frame:
+            return self.next_frame
+        return self.next_frame + -(-(at_frame - self.next_frame) // fpb) * fpb
+
+    def apply_prompt(self, prompt: PendingPrompt, cond: Any) -> None:
         if prompt.transition == "blend":
-            self.stream.blend_to(prompt.cond, blocks=prompt.blend_blocks)
+            self.stream.blend_to(cond, blocks=prompt.blend_blocks)
         else:
-            self.stream.switch_prompt(prompt.cond, transition=prompt.transition)
+            self.stream.switch_prompt(cond, transition=prompt.transition)
         self.prompt, self.prompt_id = prompt.text, prompt.event_id
         self.awaiting.append(Awaiting(prompt.event_id, prompt.event_type, prompt.received, prompt))
 
@@ -113,4 +131,7 @@ class Session:
         self.pacer.stop()
 
     def resume(self) -> None:
-        self.paused = False
+        self.paused = False  # by a `pause` event
+        self.idle_paused = False  # by the idle policy: no frame subscriber for a while
+        self.idle, self.idle_after_s = "keep", 10.0
+        self.unwatched_since: float | None = None  # monotonic time the last frame subscriber left
