@@ -123,7 +123,9 @@ class Metrics:
         except OSError as exc:  # the host disables the plugin with this message; the daemon carries on
             raise ValueError(f"[metrics] cannot serve on {self.config.host}:{self.config.port}: "
                              f"{exc.strerror or exc}") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        # a short poll interval: shutdown() waits up to one interval for the loop to notice
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="metrics-http",
+                                        daemon=True)
         self._thread.start()
         log.info("metrics: serving Prometheus metrics at %s", self.url)
 
