@@ -17,6 +17,7 @@ COMMANDS = {
     "watch": "runtime.daemon.cli",
     "bench-protocol": "runtime.daemon.cli",
     "bench": "runtime.bench",
+    "demo": "demos.cli",
     "plugins": "plugins.cli",
     "train": "toylab.train",
     "eval": "toylab.evaluate",
