@@ -1,0 +1,243 @@
+"""The story player: a narrative script (scripting/) plays live while its choices appear on
+screen with their time left, picked with the number keys or the mouse.
+
+The story runs on its own thread under the scripting package's live driver (`scripting.live`),
+which is a protocol controller with its own sockets; the window never waits for it. Choices
+travel the way a game's would: as protocol `event` messages named "choice" published to the
+driver's events endpoint (resent with the same id until the question closes; the driver
+counts an id once). If the daemon goes away mid-story, the story starts again from the top
+once it is back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import pygame
+import zmq
+
+from demos.link import Link
+from demos.ui import ACCENT, BAD, DIM, FOOTER, GOOD, STREAM, TEXT, Line, StreamApp, blit_lines
+from protocol.client import Controller, Picture, RemoteError, Viewer
+from protocol.codec import encode
+from protocol.messages import GameEvent
+from scripting.errors import ScriptError
+from scripting.live import CHOICE_EVENT, LiveConfig, LiveDriver
+from scripting.runner import StoryFunction, load_story, run_story
+from scripting.story import Answer, Ask
+
+RESEND_S = 0.25
+OPTION_H = 30
+
+
+class _Stopped(BaseException):
+    """The window closed: leave the story. A BaseException, like GeneratorExit, so that the story
+    runner (which turns a story's exceptions into ScriptErrors) lets it through."""
+
+
+class Board:
+    """What the story thread shows the window: the open question, the log, the state."""
+
+    def __init__(self) -> None:
+        self.ask: Ask | None = None
+        self.input_frame = 0
+        self.fps = 16.0
+        self.state = "starting"  # starting, playing, ended, failed, interrupted
+        self.message = ""
+        self.log: deque[str] = deque(maxlen=6)
+
+    def write(self, text: str) -> None:  # the driver prints its progress here
+        for line in text.splitlines():
+            if line.strip():
+                self.log.append(line.removeprefix("story: "))
+
+    def flush(self) -> None:
+        pass
+
+
+class _ScreenDriver(LiveDriver):
+    """The live driver, telling the board which question is open."""
+
+    def __init__(self, board: Board, stop: threading.Event, *args: object, **kwargs: object) -> None:
+        self.board, self.stop = board, stop
+        super().__init__(*args, on_picture=self._picture_seen, out=board, **kwargs)  # type: ignore[arg-type]
+
+    def _picture_seen(self, picture: Picture) -> None:
+        if self.stop.is_set():
+            raise _Stopped
+        self.board.input_frame = self.input_frame
+
+    async def ask(self, ask: Ask) -> Answer:
+        self.board.fps = self.fps
+        self.board.ask = ask
+        try:
+            return await super().ask(ask)
+        finally:
+            self.board.ask = None
+
+
+class StoryThread:
+    """Plays `function` on the daemon again and again (after an interruption, or on `replay()`)."""
+
+    def __init__(self, function: StoryFunction, control: str, stream: str, session: str = "story",
+                 stall_s: float = 4.0) -> None:
+        self.function, self.control, self.stream, self.session = function, control, stream, session
+        self.stall_s = stall_s
+        self.board = Board()
+        self._stop, self._replay = threading.Event(), threading.Event()
+        # The events endpoint: bound by each driver on this one port, found once.
+        probe = zmq.Context.instance().socket(zmq.SUB)
+        probe.bind("tcp://127.0.0.1:*")
+        self.events = probe.last_endpoint.decode()
+        probe.close()
+        self.events_pub = zmq.Context.instance().socket(zmq.PUB)
+        self.events_pub.linger = 0
+        self.events_pub.connect(self.events)
+        self._thread = threading.Thread(target=self._run, name="story", daemon=True)
+        self._thread.start()
+
+    def choose(self, index: int) -> GameEvent:
+        """Answer the open question with option `index` (from 0); resent by `pump` while it is open."""
+        msg = GameEvent(id=f"choice-{time.monotonic_ns()}", session=self.session, name=CHOICE_EVENT,
+                        payload={"index": index})
+        self._choice, self._choice_at = msg, 0.0
+        self.pump()
+        return msg
+
+    def pump(self) -> None:
+        """Resend the pending choice while its question is open (PUB drops what precedes a connection)."""
+        choice = getattr(self, "_choice", None)
+        if choice is None:
+            return
+        if self.board.ask is None:
+            self._choice = None
+        elif time.monotonic() - self._choice_at >= RESEND_S:
+            self.events_pub.send_multipart(encode(choice))
+            self._choice_at = time.monotonic()
+
+    def replay(self) -> None:
+        self._replay.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._replay.set()
+        self._thread.join(timeout=self.stall_s + 5)
+        self.events_pub.close()
+
+    def _run(self) -> None:
+        board = self.board
+        while not self._stop.is_set():
+            try:
+                board.state, board.message = "playing", ""
+                self._play_once()
+                board.state, board.message = "ended", "The end. Enter plays it again."
+            except _Stopped:
+                break
+            except ScriptError as exc:
+                board.state, board.message = "failed", f"story error: {exc}"
+            except (RuntimeError, TimeoutError) as exc:
+                board.state, board.message = "interrupted", f"story interrupted ({exc}); starting again"
+                self._stop.wait(1.0)
+                continue
+            self._replay.wait()
+            self._replay.clear()
+        self._close_session()
+
+    def _play_once(self) -> None:
+        config = LiveConfig(control=self.control, stream=self.stream, session=self.session, events=self.events,
+                            terminal=False, stall_s=self.stall_s, keep_open=True)
+        self._close_session()  # a session left from an earlier run
+        with Controller(self.control, self.stream) as ctl, \
+                Viewer(self.stream, sessions=[self.session], acks=False, errors=False, status=False) as viewer:
+            driver = _ScreenDriver(self.board, self._stop, config, ctl, viewer)
+            try:
+                s = run_story(self.function, driver)
+                self.board.fps = driver.fps  # opens the session for a story that never waited
+                driver.finish(s.now)
+            finally:
+                driver.close()
+
+    def _close_session(self) -> None:
+        with Controller(self.control, self.stream) as ctl:
+            try:
+                ctl.close_session(self.session).result(2.0)
+            except (RemoteError, TimeoutError):
+                pass  # no such session, or no daemon (then there is nothing to close either)
+
+
+class StoryApp(StreamApp):
+    title = "LongLive story"
+    keys = [("1 - 9", "pick a choice"), ("mouse", "click a choice"), ("Enter", "play again at the end")]
+
+    def __init__(self, link: Link, story: str | Path | StoryFunction, **kwargs: object) -> None:
+        super().__init__(link, **kwargs)
+        function = story if callable(story) else load_story(story)
+        self.name = getattr(function, "__story_file__", function.__name__)
+        self.player = StoryThread(function, link.control, link.stream, link.session)
+        self.picked: int | None = None
+
+    def option_rects(self) -> list[pygame.Rect]:
+        ask = self.player.board.ask
+        if ask is None or ask.kind != "choice":
+            return []
+        top = STREAM.bottom - 12 - OPTION_H * len(ask.options)
+        return [pygame.Rect(STREAM.x + 24, top + i * OPTION_H, STREAM.w - 48, OPTION_H - 4)
+                for i in range(len(ask.options))]
+
+    def pick(self, index: int) -> None:
+        ask = self.player.board.ask
+        if ask is not None and ask.kind == "choice" and 0 <= index < len(ask.options):
+            self.player.choose(index)
+            self.picked = index
+
+    def handle(self, event: pygame.event.Event) -> None:
+        if event.type == pygame.KEYDOWN and pygame.K_1 <= event.key <= pygame.K_9:
+            self.pick(event.key - pygame.K_1)
+        elif event.type == pygame.KEYDOWN and event.key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+            if self.player.board.state in ("ended", "failed"):
+                self.player.replay()
+        elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            for i, rect in enumerate(self.option_rects()):
+                if rect.collidepoint(event.pos):
+                    self.pick(i)
+        else:
+            super().handle(event)
+
+    def update(self) -> None:
+        super().update()
+        self.player.pump()
+        if self.player.board.ask is None:
+            self.picked = None
+
+    def hud_lines(self) -> list[Line]:
+        board = self.player.board
+        lines = super().hud_lines() + [(f"story: {Path(self.name).name} ({board.state})", ACCENT)]
+        if board.message:
+            lines.append((board.message, BAD if board.state in ("failed", "interrupted") else TEXT))
+        lines += [(line, DIM) for line in list(board.log)[-4:]]
+        return lines
+
+    def draw_extra(self, surface: pygame.Surface) -> None:
+        board = self.player.board
+        ask = board.ask
+        if ask is not None:
+            left = "" if ask.deadline is None else \
+                f"  ({max(0.0, (ask.deadline - board.input_frame) / board.fps):.1f} s)"
+            what = ask.question if ask.kind == "choice" else f"waiting for {' or '.join(ask.names)}"
+            rects = self.option_rects()
+            top = (rects[0].y if rects else STREAM.bottom - 12) - 30
+            surface.blit(self.big.render(what + left, True, ACCENT), (STREAM.x + 24, top))
+            for i, rect in enumerate(rects):
+                picked = i == self.picked
+                pygame.draw.rect(surface, (70, 60, 20) if picked else (20, 20, 30), rect)
+                pygame.draw.rect(surface, GOOD if picked else ACCENT, rect, 1)
+                surface.blit(self.small.render(f"{i + 1}  {ask.options[i]}", True, TEXT), (rect.x + 8, rect.y + 6))
+        hint = "number keys or mouse: choose   Enter: play again (at the end)   F1: keys"
+        blit_lines(surface, [(hint, TEXT)], FOOTER.x + 4, FOOTER.y + 4, self.small, FOOTER.w)
+
+    def close(self) -> None:
+        self.player.close()
+        super().close()
