@@ -42,6 +42,7 @@ from runtime.daemon.session import Awaiting, PendingPrompt, Session
 from runtime.daemon.sockets import CurveServer, DaemonSockets
 from runtime.daemon.subscriptions import Subscriptions
 from runtime.pipeline import Pipeline, PromptError, VideoStream
+from runtime.profiling import stage
 
 log = logging.getLogger("longlive.daemon")
 
@@ -276,7 +277,9 @@ class Daemon:
     def _generate(self, due: list[Session], plans: dict[str, tuple[PendingPrompt | None, list[PendingPrompt]]]
                   ) -> tuple[dict[str, np.ndarray], dict[str, BaseException], dict[str, str]]:
         """On the worker: encode and apply each boundary's winning prompt, then one batched
-        step; if the batch fails, each session is stepped alone to find the one at fault.
+        engine step; if the batch fails, each session is stepped alone to find the one at
+        fault. Decoding is per session (as in `Pipeline.step`), so one decoder's failure does
+        not cost the other sessions the block they already made.
         Returns frames, failures and refused prompts (BAD_PROMPT reasons), by session name."""
         failures: dict[str, BaseException] = {}
         refused: dict[str, str] = {}
@@ -292,15 +295,25 @@ class Daemon:
                 failures[session.name] = exc
         healthy = [s for s in due if s.name not in failures]
         try:
-            return dict(zip((s.name for s in healthy), self.pipe.step([s.stream for s in healthy]))), failures, refused
-        except Exception as exc:
+            latents = self.pipe.engine.step([s.stream.latent for s in healthy])
+        except Exception as exc:  # the batch failed before any stream advanced: step each alone
             if len(healthy) == 1:
                 failures[healthy[0].name] = exc
                 return {}, failures, refused
+            latents = []
+            for session in list(healthy):
+                try:
+                    latents.append(self.pipe.engine.step([session.stream.latent])[0])
+                except Exception as alone:
+                    failures[session.name] = alone
+                    healthy.remove(session)
         blocks: dict[str, np.ndarray] = {}
-        for session in healthy:
-            try:
-                blocks[session.name] = self.pipe.step([session.stream])[0]
+        for session, latent in zip(healthy, latents):
+            try:  # decoded per session, so a decoder failure costs only its own block
+                with stage(self.pipe.engine.clock, "decode"):
+                    frames = session.stream.decoder.decode(latent)
+                session.stream.frame_index += len(frames)
+                blocks[session.name] = frames
             except Exception as exc:
                 failures[session.name] = exc
         return blocks, failures, refused
