@@ -102,13 +102,13 @@ def test_coalescing_scheduling_and_superseded_acks(pipe):
 
 def test_sessions_are_batched_and_limited(pipe):
     batches: list[int] = []
-    step = pipe.step
+    step = pipe.engine.step
 
     def counting_step(streams):
         batches.append(len(streams))
         return step(streams)
 
-    pipe.step = counting_step
+    pipe.engine.step = counting_step
     try:
         with daemon_on(pipe, max_sessions=2) as (_, control, stream), \
                 Viewer(stream, sessions=None, acks=False, status=False) as view, Controller(control, stream) as ctl:
@@ -120,8 +120,8 @@ def test_sessions_are_batched_and_limited(pipe):
             side_frames = frames_until(view, 2 * pipe.frames_per_block, "side")
             assert ctl.close_session("side").result().frame is None
     finally:
-        del pipe.step
-    assert 2 in batches  # both sessions advanced in one pipe.step
+        del pipe.engine.step
+    assert 2 in batches  # both sessions advanced in one batched engine step
     assert side_frames[0].frame.frame == 0 and side_frames[-1].frame.prompt_id == opened.event_id
 
 

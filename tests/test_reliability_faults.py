@@ -92,17 +92,17 @@ def test_heartbeats_keep_their_period_during_a_long_step(pipe):
     with serve_in_thread(pipe, config) as daemon, \
             Viewer(daemon.endpoints[1], sessions=(), acks=False, errors=False, status=False, heartbeats=True) as view:
         assert isinstance(view.recv(timeout=10), Heartbeat)
-        step = pipe.step
+        step = pipe.engine.step
 
         def slow(streams):
             time.sleep(1.2)  # one block that takes six heartbeat periods
             return step(streams)
 
-        pipe.step = slow
+        pipe.engine.step = slow
         try:
             beats = [view.recv(timeout=1.0) for _ in range(8)]
         finally:
-            del pipe.step
+            del pipe.engine.step
         assert all(isinstance(b, Heartbeat) for b in beats)
         gaps = [b.time - a.time for a, b in zip(beats, beats[1:])]
         assert max(gaps) < 0.45, gaps
