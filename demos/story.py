@@ -153,12 +153,14 @@ class StoryThread:
         with Controller(self.control, self.stream) as ctl, \
                 Viewer(self.stream, sessions=[self.session], acks=False, errors=False, status=False) as viewer:
             driver = _ScreenDriver(self.board, self._stop, config, ctl, viewer)
-            try:
+            failed = True
+            try:  # as scripting.live.play does, with the driver that tells the window its questions
                 s = run_story(self.function, driver)
                 self.board.fps = driver.fps  # opens the session for a story that never waited
                 driver.finish(s.now)
+                failed = False
             finally:
-                driver.close()
+                driver.close(failed)
 
     def _close_session(self) -> None:
         with Controller(self.control, self.stream) as ctl:

@@ -1,0 +1,120 @@
+"""The viewer/controller, headless (SDL dummy driver) against a real toy daemon on loopback:
+the stream is drawn and moves, the HUD is drawn, a preset key switches the prompt and its ack
+comes back, the prompt box catches unknown toy words before sending, R records a playable mp4
+with its timeline, and a daemon that stops and comes back is shown and reconnected."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pygame
+import pytest
+
+from demos.link import Link
+from demos.screenshots import headless_window, pixels, press, run_until, toy_daemon, viewer_scene
+from demos.ui import BAD, PANEL, PANEL_BG, STREAM, check_prompt, run
+from demos.viewer import PRESETS, ViewerApp
+from plugins.timeline import read_timeline
+
+
+@pytest.fixture(scope="module", autouse=True)
+def window():
+    yield headless_window()
+    pygame.display.quit()
+
+
+def region(image: np.ndarray, rect: pygame.Rect) -> np.ndarray:
+    return image[rect.y:rect.bottom, rect.x:rect.right].astype(int)
+
+
+def test_every_preset_is_a_toy_prompt_and_typos_get_suggestions():
+    assert all(check_prompt(p, "toy") is None for p in PRESETS)
+    problem = check_prompt("a red bal rolls under the moonlite sky", "toy")
+    assert problem is not None and "'bal' (try 'ball')" in problem and "moonlite" in problem
+    assert check_prompt("anything at all", "random-small") is None  # only the toy's words are known here
+
+
+def test_viewer_stream_hud_keys_box_and_recording(tmp_path):
+    with toy_daemon() as endpoints:
+        app, shot = viewer_scene(endpoints, tmp_path)
+        try:
+            # the stream area shows pictures, and they change over time
+            stream = region(shot, STREAM)
+            assert stream.std() > 10
+            run(app, 20)
+            assert np.abs(region(pixels(pygame.display.get_surface()), STREAM) - stream).mean() > 0.5
+
+            # the key press '3' switched the prompt: acked, and the frames from the ack on carry it
+            sent = app.link.sent[-1]
+            ack = sent.ticket.result(0)
+            assert ack.status == "applied" and ack.frame is not None
+            assert app.link.prompt == PRESETS[2] and app.link.prompt_id == sent.ticket.event_id
+            assert app.link.picture.frame.frame >= ack.frame and sent.latency_ms > 0
+
+            # the HUD draws text: the panel differs from the same frame drawn without it
+            surface = pygame.display.get_surface()
+            app.draw(surface)
+            with_hud = region(pixels(surface), PANEL)
+            app.show_hud = False
+            app.draw(surface)
+            without = region(pixels(surface), PANEL)
+            app.show_hud = True
+            assert (without == PANEL_BG).all()  # control: nothing drawn there without the HUD
+            assert (np.abs(with_hud - without).sum(axis=2) > 60).sum() > 500
+
+            # the prompt box: an unknown word is shown and nothing is sent; a good prompt is sent
+            count = len(app.link.sent)
+            press(pygame.K_TAB)  # recache -> none
+            press(pygame.K_RETURN)
+            for ch in "a blue bal":
+                pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, text=ch))
+            press(pygame.K_RETURN)
+            run(app, 2)
+            assert app.box.active and "'bal' (try 'ball')" in app.box.feedback and len(app.link.sent) == count
+            pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, text="l on the sand"))
+            press(pygame.K_RETURN)
+            run(app, 2)
+            assert not app.box.active and app.link.sent[-1].label == "prompt (none)"
+            run_until(app, lambda: app.link.prompt == "a blue ball on the sand")
+
+            # R records what arrives; R again finishes a playable mp4 and a valid timeline
+            press(pygame.K_r)
+            run_until(app, lambda: app.capture is not None and app.capture.frames >= 20)
+            capture = app.capture
+            press(pygame.K_r)
+            press(pygame.K_s)
+            run(app, 2)
+            with av.open(str(capture.video_path)) as video:
+                decoded = sum(1 for _ in video.decode(video=0))
+            timeline = read_timeline(capture.timeline_path)
+            assert decoded == capture.frames == timeline.frames >= 20
+            assert timeline.timeline[0].text == "a blue ball on the sand"
+            shots = list((tmp_path / "screenshots").glob("*.png"))
+            assert len(shots) == 1 and pygame.image.load(str(shots[0])).get_size() == surface.get_size()
+        finally:
+            app.close()
+
+
+def banner_pixels(image: np.ndarray) -> int:
+    """Pixels of the banner's red border in the stream area."""
+    return int((region(image, STREAM) == BAD).all(axis=2).sum())
+
+
+def test_a_stopped_daemon_is_shown_and_reconnected(tmp_path):
+    surface = pygame.display.get_surface()
+    app = None
+    try:
+        with toy_daemon() as endpoints:
+            app = ViewerApp(Link(*endpoints), out_dir=tmp_path)
+            run_until(app, lambda: app.link.frames_shown > 4)
+            assert app.banner() is None and banner_pixels(pixels(surface)) == 0  # control
+        run_until(app, lambda: app.banner() is not None, timeout=10)
+        assert "stopped" in app.banner() and banner_pixels(pixels(surface)) > 500
+        shown = app.link.frames_shown
+        with toy_daemon(endpoints=endpoints):  # a new daemon on the same endpoints
+            run_until(app, lambda: app.link.connected and app.link.frames_shown > shown + 4)
+            run(app, 2)
+            assert app.banner() is None and banner_pixels(pixels(surface)) == 0
+    finally:
+        if app is not None:
+            app.close()
