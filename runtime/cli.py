@@ -16,6 +16,7 @@ COMMANDS = {
     "send": "runtime.daemon.cli",
     "watch": "runtime.daemon.cli",
     "bench-protocol": "runtime.daemon.cli",
+    "keys": "runtime.daemon.keys",
     "bench": "runtime.bench",
     "demo": "demos.cli",
     "plugins": "plugins.cli",

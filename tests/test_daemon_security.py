@@ -29,7 +29,11 @@ def test_is_loopback(endpoint, loopback):
 def test_open_address_needs_curve(tmp_path):
     with pytest.raises(ValueError, match="without CURVE"):
         check_endpoints("tcp://127.0.0.1:5555", "tcp://*:5556", None)
-    check_endpoints("tcp://*:5555", "tcp://*:5556", CurveServer(tmp_path / "daemon.key_secret"))
+    check_endpoints("tcp://*:5555", "tcp://*:5556", CurveServer(tmp_path / "daemon.key_secret", tmp_path))
+    with pytest.raises(ValueError, match="allow-list"):  # CURVE without an allow-list is refused...
+        check_endpoints("tcp://*:5555", "tcp://*:5556", CurveServer(tmp_path / "daemon.key_secret"))
+    check_endpoints("tcp://*:5555", "tcp://*:5556",  # ...unless asked for explicitly
+                    CurveServer(tmp_path / "daemon.key_secret", allow_any_client=True))
 
 
 @pytest.fixture
@@ -55,3 +59,12 @@ def test_curve_daemon_serves_listed_keys_only(pipe, tmp_path):
             with Controller(control, stream, curve=client) as ctl:
                 with pytest.raises(TimeoutError):
                     ctl.send_prompt("a red ball").result(1.5)
+
+
+def test_keys_command_writes_a_loadable_certificate_pair(tmp_path):
+    from runtime.cli import main
+
+    assert main(["keys", str(tmp_path), "game"]) == 0
+    public, secret = zmq.auth.load_certificate(tmp_path / "game.key_secret")
+    assert zmq.auth.load_certificate(tmp_path / "game.key")[0] == public and secret is not None and len(public) == 40
+    assert main(["keys", str(tmp_path), "game"]) == 2  # never overwrites a key

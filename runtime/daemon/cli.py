@@ -39,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--jpeg-quality", type=int, default=85)
     serve.add_argument("--curve-secret", type=Path, help="daemon certificate (.key_secret); enables CURVE")
     serve.add_argument("--curve-clients", type=Path, help="directory of allowed client public keys (*.key)")
+    serve.add_argument("--curve-allow-any-client", action="store_true",
+                       help="with --curve-secret and no --curve-clients: accept any client key (no authentication)")
     serve.add_argument("--plugin", action="append", default=[], metavar="NAME|MODULE|FILE.py",
                        help="load a plugin: a built-in (recorder, composer, osc, metrics), a module or a file "
                             "(repeatable; installed `longlive.plugins` entry points load by themselves)")
@@ -101,7 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.daemon.sockets import CurveServer, check_endpoints
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
+    curve = CurveServer(args.curve_secret, args.curve_clients, args.curve_allow_any_client) if args.curve_secret else None
     try:
         check_endpoints(args.control, args.stream, curve)  # before the slow model load
     except ValueError as exc:

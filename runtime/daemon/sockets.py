@@ -27,11 +27,13 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP specification
 
 @dataclass(frozen=True)
 class CurveServer:
-    """The daemon's certificate (`.key_secret` file) and, optionally, a directory of allowed
-    client public keys (`*.key`); without it any client key is accepted (encryption only)."""
+    """The daemon's certificate (`.key_secret` file) and the directory of allowed client
+    public keys (`*.key`). Without a directory the daemon refuses to start unless
+    `allow_any_client` says so explicitly (encryption without authentication)."""
 
     secret_file: Path
     clients_dir: Path | None = None
+    allow_any_client: bool = False
 
 
 def check_endpoints(control: str, stream: str, curve: CurveServer | None) -> None:
@@ -40,6 +42,9 @@ def check_endpoints(control: str, stream: str, curve: CurveServer | None) -> Non
         if curve is None and not is_loopback(endpoint):
             raise ValueError(f"refusing to bind {endpoint} without CURVE: it is reachable from other machines; "
                              "pass a server key (--curve-secret) or bind to 127.0.0.1 / ipc://")
+    if curve is not None and curve.clients_dir is None and not curve.allow_any_client:
+        raise ValueError("CURVE needs an allow-list of client keys (--curve-clients DIR); pass "
+                         "--curve-allow-any-client to accept any key (encryption without authentication)")
 
 
 class DaemonSockets:
@@ -47,9 +52,12 @@ class DaemonSockets:
         check_endpoints(control, stream, curve)
         self.zap: zmq.Socket | None = None
         self._allowed: frozenset[bytes] = frozenset()
-        if curve is not None and curve.clients_dir is not None:
-            # The ZAP handler must exist before the first handshake, so before binding.
-            self._allowed = frozenset(zmq.auth.load_certificates(curve.clients_dir))
+        self._allow_any = curve is not None and curve.allow_any_client and curve.clients_dir is None
+        if curve is not None:
+            # The ZAP handler must exist before the first handshake, so before binding. It
+            # also names each client by its key (the ZAP user id), which keys rate limits.
+            if curve.clients_dir is not None:
+                self._allowed = frozenset(zmq.auth.load_certificates(curve.clients_dir))
             self.zap = context.socket(zmq.REP)
             self.zap.linger = 0
             self.zap.bind(ZAP_ENDPOINT)
@@ -79,7 +87,7 @@ class DaemonSockets:
         request = self.zap.recv_multipart()
         version, request_id, mechanism = request[0], request[1], request[5] if len(request) > 5 else b""
         key = z85.encode(request[6]) if mechanism == b"CURVE" and len(request) > 6 and len(request[6]) == 32 else None
-        if key is not None and key in self._allowed:
+        if key is not None and (self._allow_any or key in self._allowed):
             self.zap.send_multipart([version, request_id, b"200", b"OK", key, b""])
         else:
             log.info("refused a %s client (key %s)", mechanism.decode(errors="replace"), key)
