@@ -95,8 +95,9 @@ def arcade_scene(endpoints: tuple[str, str], out_dir: Path) -> tuple[StreamApp, 
     app = ArcadeApp(Link(*endpoints, name="arcade"), out_dir=out_dir)
     run_until(app, lambda: app.link.frames_shown > 8)
     for key in (pygame.K_t, pygame.K_LEFT, pygame.K_w):
+        sent = len(app.moves)
         press(key)
-        run_until(app, lambda: app.moves[-1].sent.picture is not None)
+        run_until(app, lambda: len(app.moves) > sent and app.moves[-1].sent.picture is not None)
     run(app, 12)
     return app, pixels(surface)
 
