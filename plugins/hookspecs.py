@@ -102,7 +102,7 @@ class AckInfo:
 
     event_id: str
     event_type: str
-    status: str  # 'ok' or 'superseded'
+    status: str  # 'applied' or 'superseded', as on the wire
     frame: int | None
     text: str | None = None
     transition: str | None = None

@@ -194,7 +194,7 @@ class Recording:
         self.video.write(frames)
 
     def acked(self, ack: AckInfo) -> None:
-        if ack.status != "ok" or ack.frame is None:
+        if ack.status != "applied" or ack.frame is None:
             return
         if ack.event_type == "open":
             self.timeline.set_event_id(0, ack.event_id)

@@ -75,10 +75,10 @@ def test_figures_follow_the_notes_fed():
     host.notify("session_status", session=a, status=status(frame=48, frames_late=2, fps_measured=16.25,
                                                            cache_fill=1.0, observations_dropped=5))
     host.notify("session_status", session=b, status=status(frame=12, frames_late=1, observations_dropped=5))
-    host.notify("event_acked", session=a, ack=AckInfo("e1", "prompt", "ok", 12, latency_ms=180.0))
-    host.notify("event_acked", session=a, ack=AckInfo("e2", "prompt", "ok", 24, latency_ms=420.0))
+    host.notify("event_acked", session=a, ack=AckInfo("e1", "prompt", "applied", 12, latency_ms=180.0))
+    host.notify("event_acked", session=a, ack=AckInfo("e2", "prompt", "applied", 24, latency_ms=420.0))
     host.notify("event_acked", session=a, ack=AckInfo("e3", "prompt", "superseded", None))
-    host.notify("event_acked", session=a, ack=AckInfo("e4", "event", "ok", None))  # no latency: not observed
+    host.notify("event_acked", session=a, ack=AckInfo("e4", "event", "applied", None))  # no latency: not observed
     host.notify("session_closed", session=b, frames=15)  # the exact count beats the last status
     s = scrape_when(url, lambda s: sample(s, "longlive_sessions_open") == 1.0
                     and sample(s, "longlive_frames_total", session="b") == 15.0)
@@ -93,9 +93,9 @@ def test_figures_follow_the_notes_fed():
     assert sample(s, "longlive_fps_measured", session="b") is None  # a closed session's gauges are gone
     assert sample(s, "longlive_cache_fill", session="b") is None
     assert sample(s, "longlive_plugin_observations_dropped_total") == 5.0  # the daemon-wide total, not 3+5+5
-    assert sample(s, "longlive_events_acked_total", session="a", type="prompt", status="ok") == 2.0
+    assert sample(s, "longlive_events_acked_total", session="a", type="prompt", status="applied") == 2.0
     assert sample(s, "longlive_events_acked_total", session="a", type="prompt", status="superseded") == 1.0
-    assert sample(s, "longlive_events_acked_total", session="a", type="event", status="ok") == 1.0
+    assert sample(s, "longlive_events_acked_total", session="a", type="event", status="applied") == 1.0
     assert sample(s, "longlive_event_latency_seconds_count", session="a") == 2.0
     assert sample(s, "longlive_event_latency_seconds_sum", session="a") == pytest.approx(0.6)
     assert sample(s, "longlive_event_latency_seconds_bucket", session="a", le="0.2") == 1.0
@@ -182,8 +182,8 @@ def test_daemon_frames_counted_end_to_end():
         s = scrape_when(metrics.url, lambda s: sample(s, "longlive_sessions_open") == 1.0)
     assert frames == list(range(len(frames))) and view.missed == 0 and len(frames) > prompts[-1].frame
     assert sample(s, "longlive_frames_total", session="m") == len(frames)
-    assert sample(s, "longlive_events_acked_total", session="m", type="prompt", status="ok") == 2.0
-    assert sample(s, "longlive_events_acked_total", session="m", type="open", status="ok") == 1.0
+    assert sample(s, "longlive_events_acked_total", session="m", type="prompt", status="applied") == 2.0
+    assert sample(s, "longlive_events_acked_total", session="m", type="open", status="applied") == 1.0
     latencies = sample(s, "longlive_event_latency_seconds_count", session="m")
     assert latencies is not None and latencies >= 2  # both prompts (and the open's prompt, if timed)
     assert sample(s, "longlive_fps_target", session="m") is None

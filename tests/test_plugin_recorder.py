@@ -113,11 +113,11 @@ def test_session_recorded_with_its_timeline(tmp_path):
     host = recorder_host(tmp_path)
     info, frames = session(), moving_square(48)
     host.notify("session_opened", session=info, prompt="a red ball rolls on the lawn")
-    host.notify("event_acked", session=info, ack=AckInfo("open-1", "open", "ok", 0))
-    acks = [AckInfo("c-2", "prompt", "ok", 24, "a blue cube sits on the sand", "recache", "prompt"),
+    host.notify("event_acked", session=info, ack=AckInfo("open-1", "open", "applied", 0))
+    acks = [AckInfo("c-2", "prompt", "applied", 24, "a blue cube sits on the sand", "recache", "prompt"),
             AckInfo("c-3", "prompt", "superseded", None),
-            AckInfo("c-4", "event", "ok", 36, "a pink orb hops in place", "cut", "event"),
-            AckInfo("c-5", "event", "ok", None)]  # a game event no plugin mapped: shows in no frame
+            AckInfo("c-4", "event", "applied", 36, "a pink orb hops in place", "cut", "event"),
+            AckInfo("c-5", "event", "applied", None)]  # a game event no plugin mapped: shows in no frame
     for first in range(0, 48, 3):
         host.notify("frames", session=info, first_index=first, frames=frames[first:first + 3], prompt_id=None)
         for ack in acks:

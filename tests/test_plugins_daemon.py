@@ -142,7 +142,7 @@ def test_every_hook_is_called_with_its_arguments_at_its_moment(pipe):
 
     # acks: after the frames they name, with what took effect
     acks = {c["ack"].event_id: c["ack"] for c in journal.of("event_acked")}
-    assert acks[ack_prompt.event_id] == AckInfo(ack_prompt.event_id, "prompt", "ok", ack_prompt.frame,
+    assert acks[ack_prompt.event_id] == AckInfo(ack_prompt.event_id, "prompt", "applied", ack_prompt.frame,
                                                 "a red ball bounces under a starry night sky", "recache", "prompt",
                                                 acks[ack_prompt.event_id].latency_ms)
     assert acks[ack_prompt.event_id].latency_ms >= 0

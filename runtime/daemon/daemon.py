@@ -577,7 +577,7 @@ class Daemon:
         change = {} if prompt is None else {"text": prompt.text, "transition": prompt.transition,
                                             "source": prompt.event_type}
         self.plugins.notify("event_acked", session=session.info, ack=AckInfo(
-            event_id, event_type, "ok", frame, latency_ms=latency_ms, **change))
+            event_id, event_type, "applied", frame, latency_ms=latency_ms, **change))
 
     def _supersede(self, session: Session, event_id: str, event_type: str, by: str | None) -> None:
         self._answer(event_id, Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name,
