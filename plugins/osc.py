@@ -307,12 +307,16 @@ class OscBridge:
     def start(self) -> OscBridge:
         if self._thread is not None:
             raise RuntimeError("the OSC bridge is already started")
-        family, _, _, _, where = socket.getaddrinfo(self.settings.host, self.settings.port, type=socket.SOCK_DGRAM)[0]
-        self._udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            self._udp.bind(where)
+            family, _, _, _, where = socket.getaddrinfo(self.settings.host, self.settings.port,
+                                                        type=socket.SOCK_DGRAM)[0]
+            self._udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                self._udp.bind(where)
+            except OSError:
+                self._udp.close()
+                raise
         except OSError as exc:
-            self._udp.close()
             raise OSError(exc.errno, f"the OSC bridge cannot listen on udp {self.settings.host}:{self.settings.port}: "
                                      f"{exc.strerror}") from None
         self._udp.setblocking(False)
@@ -390,7 +394,7 @@ class OscBridge:
     def _poll_ms(self) -> int | None:
         if not self._pending:
             return None  # nothing to resend: sleep until a datagram, an answer or stop()
-        due = min(min(p.resend_at, p.give_up_at) for p in self._pending.values())
+        due = min(p.resend_at if p.accepted else min(p.resend_at, p.give_up_at) for p in self._pending.values())
         return max(0, int((due - time.monotonic()) * 1000) + 1)
 
     def _read_osc(self) -> None:
@@ -460,7 +464,7 @@ class OscBridge:
         for event_id, pending in list(self._pending.items()):
             if not pending.accepted and now >= pending.give_up_at:
                 del self._pending[event_id]
-                log.warning("osc: %s event %s got no answer from %s in %.0f s; given up", pending.msg.TYPE,
+                log.warning("osc: %s event %s got no answer from %s in %g s; given up", pending.msg.TYPE,
                             event_id, self.control, self.settings.no_answer_s)
                 self._reply(pending.reply_to, osc_message(ERROR_ADDRESS, event_id, *NO_ANSWER,
                                                           f"no answer from the daemon at {self.control} "

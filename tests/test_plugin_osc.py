@@ -243,11 +243,23 @@ def test_standalone_bridge_replies_to_the_configured_port(pipe):
     sender, listener = OscPeer(), OscPeer()  # a tool that sends from one port and listens on another
     try:
         with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP)) as daemon, \
-                OscBridge(*daemon.endpoints, OscSettings(port=0, reply_port=listener.sock.getsockname()[1])) as bridge:
+                OscBridge(*daemon.endpoints, OscSettings(port=0, reply_port=listener.sock.getsockname()[1],
+                                                     no_answer_s=1.0)) as bridge:
             replies = []
-            for address, *args in (("/longlive/seed", 5), ("/longlive/pause",), ("/longlive/resume",)):
+            for address, *args in (("/longlive/seed", 5), ("/longlive/pause",)):
                 sender.send(bridge.address, address, *args)
                 replies.append(listener.final())  # one at a time: a paused session applies no seed
+            # a prompt to the paused session is accepted and waits, past no_answer_s, costing no CPU
+            sender.send(bridge.address, "/longlive/prompt", "a blue cube")
+            waiting_id, _, status = listener.recv()[1]
+            assert status == "accepted"
+            cpu = thread_cpu_s(bridge)
+            time.sleep(2.0)  # no_answer_s passes after 1 s: an accepted event must not make the bridge spin
+            assert thread_cpu_s(bridge) - cpu < 0.2  # woken only by resends (every 2 s once accepted)
+            sender.send(bridge.address, "/longlive/resume")
+            finals = [listener.final(), listener.final()]  # the resume's and the waiting prompt's, either order
+            waited = next(r for r in finals if r[1][0] == waiting_id)
+            replies.append(next(r for r in finals if r[1][0] != waiting_id))
             sender.sock.settimeout(0.2)
             with pytest.raises(TimeoutError):  # nothing went back to the sending port
                 sender.sock.recvfrom(65535)
@@ -257,6 +269,14 @@ def test_standalone_bridge_replies_to_the_configured_port(pipe):
     assert [(address, params[2]) for address, params in replies] == [("/longlive/ack", "applied")] * 3
     seeded, paused, resumed = (params[1] for _, params in replies)
     assert 0 < seeded <= paused <= resumed  # pause names the next frame, which waits for the resume
+    assert waited == ("/longlive/ack", [waiting_id, resumed, "applied"])  # not given up while accepted
+
+
+def thread_cpu_s(bridge: OscBridge) -> float:
+    """CPU seconds the bridge's thread has used (Linux: /proc/self/task/<tid>/stat)."""
+    fields = Path(f"/proc/self/task/{bridge._thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
 
 def test_an_event_no_daemon_answers_is_given_up_with_an_error(tmp_path):
     peer = OscPeer()
