@@ -238,7 +238,7 @@ def _arity(args: list[Any], least: int, most: int) -> None:
 
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise OscRefused(ErrorCode.BAD_FIELD, f"{what} must be an OSC string, got {_osc_type(value)} {value!r}")
+        raise OscRefused(ErrorCode.BAD_FIELD, f"{what} must be an OSC string, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -247,16 +247,12 @@ def _integer(value: Any, what: str) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OscRefused(ErrorCode.BAD_FIELD, f"{what} must be an integer, got {_osc_type(value)} {value!r}")
+        raise OscRefused(ErrorCode.BAD_FIELD, f"{what} must be an integer, got {type(value).__name__} {value!r}")
     return value
 
 
 def _session(args: list[Any], index: int) -> str | None:
     return _text(args[index], "session") if 0 <= index < len(args) else None
-
-
-def _osc_type(value: Any) -> str:
-    return {bool: "bool", int: "int", float: "float", str: "string", bytes: "blob"}.get(type(value), type(value).__name__)
 
 
 def osc_message(address: str, *args: Any) -> bytes:

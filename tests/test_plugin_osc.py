@@ -60,7 +60,7 @@ def test_osc_messages_become_protocol_events(address, args, expected):
     ("/longlive/event", ["jump", "{h: 1}"], ErrorCode.BAD_FIELD, "payload is not valid JSON"),
     ("/longlive/event", ["jump", "{}", "s", "x"], ErrorCode.BAD_FIELD, "takes at most 3 argument(s)"),
     ("/longlive/event", ["jump", 1, 2], ErrorCode.BAD_FIELD, "payload key must be an OSC string, got int 1"),
-    ("/longlive/seed", ["7"], ErrorCode.BAD_FIELD, "/longlive/seed: seed must be an integer, got string '7'"),
+    ("/longlive/seed", ["7"], ErrorCode.BAD_FIELD, "/longlive/seed: seed must be an integer, got str '7'"),
     ("/longlive/seed", [1.5], ErrorCode.BAD_FIELD, "seed must be an integer, got float 1.5"),
     ("/longlive/seed", [True], ErrorCode.BAD_FIELD, "seed must be an integer, got bool True"),
     ("/longlive/seed", [-1], ErrorCode.BAD_FIELD, "field 'seed'"),
@@ -291,6 +291,25 @@ def test_an_event_no_daemon_answers_is_given_up_with_an_error(tmp_path):
         peer.close()
     assert (address, code, name) == ("/longlive/error", 0, "NO_ANSWER") and event_id.startswith(bridge.client)
     assert "no answer from the daemon" in message and 0.5 <= waited < 5
+
+
+def test_a_bundle_is_handled_message_by_message(tmp_path):
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, *args in (("/longlive/transition", "blend", 3), ("/longlive/bogus", 1), ("/longlive/transition", "cut")):
+        bundle.add_content(OscPacket(osc_message(address, *args)).messages[0].message)
+    peer = OscPeer()
+    try:
+        with OscBridge(f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/stream", OscSettings(port=0)) as bridge:
+            peer.sock.sendto(bundle.build().dgram, bridge.address)
+            replies = [peer.recv() for _ in range(3)]
+    finally:
+        peer.close()
+    assert replies[0] == ("/longlive/transition", ["blend", 3])
+    assert replies[1][0] == "/longlive/error" and replies[1][1][:3] == ["", 102, "UNKNOWN_TYPE"]
+    assert replies[2] == ("/longlive/transition", ["cut", 0])
+    assert (bridge.translator.transition, bridge.translator.blend_blocks) == ("cut", None)
 
 
 def test_stop_closes_the_sockets_and_frees_the_port(tmp_path):
