@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import pygame
@@ -80,12 +81,14 @@ class _ScreenDriver(LiveDriver):
 
 
 class StoryThread:
-    """Plays `function` on the daemon again and again (after an interruption, or on `replay()`)."""
+    """Plays `function` on the daemon again and again (after an interruption, or on `replay()`).
+    `alive()` says whether the daemon answers (the window's link knows from heartbeats): a story
+    that fails while it does not was interrupted, and starts again once it does."""
 
-    def __init__(self, function: StoryFunction, control: str, stream: str, session: str = "story",
-                 stall_s: float = 4.0) -> None:
+    def __init__(self, function: StoryFunction, control: str, stream: str, alive: Callable[[], bool],
+                 session: str = "story", stall_s: float = 4.0) -> None:
         self.function, self.control, self.stream, self.session = function, control, stream, session
-        self.stall_s = stall_s
+        self.alive, self.stall_s = alive, stall_s
         self.board = Board()
         self._stop, self._replay = threading.Event(), threading.Event()
         # The events endpoint: bound by each driver on this one port, found once.
@@ -136,12 +139,16 @@ class StoryThread:
                 board.state, board.message = "ended", "The end. Enter plays it again."
             except _Stopped:
                 break
-            except ScriptError as exc:
-                board.state, board.message = "failed", f"story error: {exc}"
-            except (RuntimeError, TimeoutError) as exc:
-                board.state, board.message = "interrupted", f"story interrupted ({exc}); starting again"
-                self._stop.wait(1.0)
-                continue
+            except (ScriptError, RuntimeError, TimeoutError) as exc:
+                # The driver's "no frame for N s" and open timeouts reach us as ScriptErrors
+                # when they happen inside the story: the daemon's liveness tells them apart.
+                if self.alive() and isinstance(exc, ScriptError):
+                    board.state, board.message = "failed", f"story error: {exc}"
+                else:
+                    board.state, board.message = "interrupted", "story interrupted; it starts again with the daemon"
+                    while not self.alive() and not self._stop.wait(0.25):
+                        pass
+                    continue
             self._replay.wait()
             self._replay.clear()
         self._close_session()
@@ -178,7 +185,7 @@ class StoryApp(StreamApp):
         super().__init__(link, **kwargs)
         function = story if callable(story) else load_story(story)
         self.name = getattr(function, "__story_file__", function.__name__)
-        self.player = StoryThread(function, link.control, link.stream, link.session)
+        self.player = StoryThread(function, link.control, link.stream, lambda: link.connected, link.session)
         self.picked: int | None = None
 
     def option_rects(self) -> list[pygame.Rect]:

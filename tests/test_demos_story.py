@@ -45,3 +45,18 @@ def test_choices_by_key_and_by_mouse_lead_to_their_branch(tmp_path):
             assert app.link.prompt == BRANCHES[0]
         finally:
             app.close()
+
+
+def test_a_story_interrupted_by_the_daemon_starts_again_when_it_returns(tmp_path):
+    app = None
+    try:
+        with toy_daemon(session=None) as endpoints:
+            app, _ = story_scene(endpoints, tmp_path)
+        run_until(app, lambda: app.banner() is not None and app.player.board.state == "interrupted", timeout=15)
+        assert "stopped" in app.banner()
+        with toy_daemon(endpoints=endpoints, session=None):
+            run_until(app, lambda: app.banner() is None and app.player.board.ask is not None, timeout=30)
+            assert app.player.board.state == "playing" and app.link.prompt not in BRANCHES
+    finally:
+        if app is not None:
+            app.close()
