@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": "runtime.bench",
     "demo": "demos.cli",
     "plugins": "plugins.cli",
+    "osc": "plugins.cli",
     "train": "toylab.train",
     "eval": "toylab.evaluate",
     "play": "scripting.cli",

@@ -346,3 +346,35 @@ def test_longlive_serve_with_the_osc_plugin(tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+
+
+def test_longlive_osc_bridges_a_running_daemon_until_sigterm(pipe):
+    """The standalone command: a show tool's prompt reaches a daemon started elsewhere."""
+    import signal
+
+    from runtime.daemon.daemon import DaemonConfig
+    from runtime.daemon.inprocess import serve_in_thread
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    peer = OscPeer()
+    try:
+        with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP)) as daemon:
+            control, stream = daemon.endpoints
+            bridge = subprocess.Popen([sys.executable, "-m", "runtime.cli", "osc", "--control", control,
+                                       "--stream", stream, "--port", str(port)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                assert f"listening on udp 127.0.0.1:{port}" in bridge.stdout.readline()
+                peer.send(("127.0.0.1", port), "/longlive/prompt", "a blue cube")
+                address, (event_id, frame, status) = peer.final()
+            finally:
+                bridge.send_signal(signal.SIGTERM)
+                assert bridge.wait(timeout=20) == 0
+            assert (address, status) == ("/longlive/ack", "applied") and frame > 0
+    finally:
+        peer.close()
+    refused = subprocess.run([sys.executable, "-m", "runtime.cli", "osc", "--host", "0.0.0.0"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "allow_remote" in refused.stderr
