@@ -109,6 +109,7 @@ def test_a_stopped_daemon_is_shown_and_reconnected(tmp_path):
             run_until(app, lambda: app.link.frames_shown > 4)
             assert app.banner() is None and banner_pixels(pixels(surface)) == 0  # control
         run_until(app, lambda: app.banner() is not None, timeout=10)
+        run(app, 1)  # liveness is a clock: draw once more after it ran out
         assert "stopped" in app.banner() and banner_pixels(pixels(surface)) > 500
         shown = app.link.frames_shown
         with toy_daemon(endpoints=endpoints):  # a new daemon on the same endpoints
