@@ -275,7 +275,7 @@ def test_longlive_plugins_lists_hooks_models_and_failures(tmp_path, capsys):
     (tmp_path / "broken.py").write_text("import no_such_dependency\n")
     assert main(["plugins", "--no-entry-points", "--plugin", "plugins/examples/arcade_rules.py"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "arcade_rules: game_event (decision), session_closed (observer)" in out
+    assert "arcade_rules: game_event (decision), rewrite_prompt (decision)" in out
     assert "models: longlive-1.3b, random-small, toy" in out
     assert main(["plugins", "--no-entry-points", "--plugin", str(tmp_path / "broken.py")]) == 1
     assert "broken: DISABLED, failed to load: No module named 'no_such_dependency'" in capsys.readouterr().out
@@ -296,3 +296,17 @@ def test_refused_reaches_the_caller_with_the_reason_and_the_plugin_stays():
         host.game_event(SESSION, "teleport", {})
     assert host.names == ("p0",) and not host.disabled
     assert host.game_event(SESSION, "walk", {}) == (None, None)
+
+
+def test_arcade_rules_keep_a_world_per_session_reset_when_it_reopens():
+    host = PluginHost(builtin_models=False)
+    host.load("plugins.examples.arcade_rules")
+    other = SessionInfo("other", "toy", 16.0, (64, 64), 0, 3)
+    assert "rolls to the left" in host.game_event(SESSION, "move", {"direction": "left"})[0].text
+    assert "in the rain" in host.game_event(SESSION, "weather", {"kind": "rain"})[0].text
+    assert host.game_event(other, "time", {"of_day": "night"})[0].text == (
+        "a red ball rests on the ground across a grassy meadow under a starry night sky")
+    assert host.game_event(SESSION, "teleport", {}) == (None, None)
+    host.rewrite_prompt(SESSION, "anything", EventInfo("o", "open"))
+    assert host.game_event(SESSION, "jump", {})[0].text == (
+        "a red ball bounces up and down across a grassy meadow under a sunny daytime sky")

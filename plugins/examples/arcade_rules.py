@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plugins import PromptChange, SessionInfo, hookimpl
+from plugins import EventInfo, PromptChange, SessionInfo, hookimpl
 
 MOTIONS = {"left": "rolls to the left", "right": "rolls to the right", "jump": "bounces up and down",
            "rest": "rests on the ground"}
@@ -21,7 +21,7 @@ SKIES = {"day": "a sunny daytime sky", "sunset": "an orange sunset", "night": "a
          "storm": "a stormy sky"}
 WEATHER = {"clear": "", "rain": " in the rain", "snow": " while it snows"}
 
-_worlds: dict[str, dict[str, str]] = {}  # session name -> its state
+_worlds: dict[str, dict[str, str]] = {}  # session name -> its state, touched on the loop thread only
 
 
 def describe(world: Mapping[str, str]) -> str:
@@ -46,5 +46,8 @@ def longlive_game_event(session: SessionInfo, name: str, payload: Mapping[str, A
 
 
 @hookimpl
-def longlive_session_closed(session: SessionInfo) -> None:
-    _worlds.pop(session.name, None)  # observer thread; a single dict operation, safe against the loop's
+def longlive_rewrite_prompt(session: SessionInfo, event: EventInfo) -> None:
+    """A session (re)opening starts from the default world. Called on the loop thread like
+    ``longlive_game_event``, so the state needs no lock; the prompt itself is left as it is."""
+    if event.type == "open":
+        _worlds.pop(session.name, None)
