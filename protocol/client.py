@@ -30,8 +30,8 @@ import zmq
 from protocol import constants as C
 from protocol.codec import decode_stream, encode
 from protocol.constants import ErrorCode
-from protocol.messages import (Ack, Close, ControlMessage, Error, Frame, GameEvent, Heartbeat, Open, Pause,
-                               Prompt, Resume, Seed, Status, StatusRequest, StreamMessage)
+from protocol.messages import (Ack, Close, ControlMessage, Error, EventNotice, Frame, GameEvent, Heartbeat, Open,
+                               Pause, Prompt, Resume, Seed, Status, StatusRequest, StreamMessage)
 from protocol.security import CurveClient
 
 
@@ -261,17 +261,18 @@ class Controller:
         self.close()
 
 
-Received = Picture | Ack | Error | Status | Heartbeat
+Received = Picture | Ack | Error | Status | Heartbeat | EventNotice
 
 
 class Viewer:
     """Subscribes to a daemon's stream: frames of some sessions in one encoding, plus the
-    acks, errors, status and heartbeats asked for. Subscribing to status makes the daemon
+    acks, errors, status, heartbeats and relayed game events asked for. Subscribing to status makes the daemon
     send the current status of every session at once (late-joiner greeting)."""
 
     def __init__(self, stream: str = C.DEFAULT_STREAM_ENDPOINT, *, sessions: Iterable[str] | None = (C.DEFAULT_SESSION,),
                  encoding: str = "raw", acks: bool = True, errors: bool = True, status: bool = True,
-                 heartbeats: bool = False, context: zmq.Context | None = None, curve: CurveClient | None = None) -> None:
+                 heartbeats: bool = False, events: bool = False, context: zmq.Context | None = None,
+                 curve: CurveClient | None = None) -> None:
         if encoding not in C.ENCODINGS:
             raise ValueError(f"encoding must be one of {C.ENCODINGS}, got {encoding!r}")
         self.sessions = None if sessions is None else frozenset(sessions)
@@ -281,6 +282,9 @@ class Viewer:
         prefixes = [f"{C.TOPIC_FRAME}.{encoding}."] if self.sessions is None else [
             f"{C.TOPIC_FRAME}.{encoding}.{s}" for s in sorted(self.sessions)]
         wanted = {C.TOPIC_STATUS + ".": status, C.TOPIC_ACK: acks, C.TOPIC_ERROR: errors, C.TOPIC_HEARTBEAT: heartbeats}
+        if events:  # game events the daemon relays, for the same sessions as the frames
+            prefixes += [f"{C.TOPIC_EVENT}."] if self.sessions is None else [
+                f"{C.TOPIC_EVENT}.{s}" for s in sorted(self.sessions)]
         for topic in prefixes + [t for t, on in wanted.items() if on]:
             self.stream_sub.subscribe(topic.encode())
 
@@ -297,7 +301,7 @@ class Viewer:
             if isinstance(msg, Frame):
                 self._count_gap(msg)
                 return Picture(msg, to_image(msg))
-            assert isinstance(msg, (Ack, Error, Status, Heartbeat))
+            assert isinstance(msg, (Ack, Error, Status, Heartbeat, EventNotice))
             return msg
 
     def _count_gap(self, frame: Frame) -> None:
@@ -308,7 +312,7 @@ class Viewer:
 
     def _wanted(self, msg: StreamMessage) -> bool:
         session = getattr(msg, "session", None)
-        return self.sessions is None or not isinstance(msg, (Frame, Status)) or session in self.sessions
+        return self.sessions is None or not isinstance(msg, (Frame, Status, EventNotice)) or session in self.sessions
 
     def __iter__(self) -> Iterator[Received]:
         while True:

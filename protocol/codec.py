@@ -17,7 +17,7 @@ import msgpack
 from protocol import constants as C
 from protocol.constants import ErrorCode
 from protocol.errors import ProtocolError
-from protocol.messages import (CONTROL_TYPES, STREAM_TYPES, ControlMessage, Frame, Message,
+from protocol.messages import (CONTROL_TYPES, STREAM_TYPES, ControlMessage, EventNotice, Frame, Message,
                                Status, StreamMessage)
 
 Part = Any  # bytes, memoryview or zmq.Frame: anything exposing the buffer protocol
@@ -29,6 +29,8 @@ def topic_of(msg: Message) -> bytes:
         return f"{C.TOPIC_FRAME}.{msg.encoding}.{msg.session}".encode()
     if isinstance(msg, Status):
         return f"{C.TOPIC_STATUS}.{msg.session}".encode()
+    if isinstance(msg, EventNotice):
+        return f"{C.TOPIC_EVENT}.{msg.session}".encode()
     return msg.TYPE.encode()
 
 

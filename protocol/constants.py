@@ -59,6 +59,7 @@ TOPIC_ACK = "ack"
 TOPIC_ERROR = "error"
 TOPIC_STATUS = "status"
 TOPIC_HEARTBEAT = "heartbeat"
+TOPIC_EVENT = "event"  # event.<session>: game events the daemon accepted, for listeners such as stories
 
 
 class ErrorCode(IntEnum):

@@ -207,6 +207,10 @@ def _version_2() -> list[Vector]:
              "a required field sent as nil is missing"),
         _bad("missing-type", "control", (b"prompt", _pack({k: v for k, v in _prompt().items() if k != "type"})),
              "MISSING_FIELD", "'type' is required"),
+        _ok("event-relayed", "stream", "event.main", {"v": 2, "type": "event", "id": "d-25", "event_id": "ev-0014",
+                                                      "session": "main", "name": "choice", "payload": {"index": 1},
+                                                      "client": "game", "frame": 132},
+            "the daemon relays game event ev-0014 it accepted at frame 132 to listeners of event.main"),
     ]
 
 

@@ -250,6 +250,21 @@ class Status(StreamMessage):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EventNotice(StreamMessage):
+    """A game `event` the daemon accepted, relayed to listeners (story runners, demos) so that
+    any controller — a game, the OSC bridge — can answer a story through the daemon. Sent once
+    per event id, before the event's own answer."""
+
+    TYPE: ClassVar[str] = "event"
+    event_id: str = spec(ID)
+    session: str = spec(NAME)
+    name: str = spec(text(C.MAX_EVENT_NAME_CHARS))
+    payload: dict[str, Any] = spec(plain_map(C.MAX_PAYLOAD_DEPTH), {})
+    client: str | None = spec(optional(NAME), None)
+    frame: int = spec(FRAME_INDEX)  # the session's next frame when the daemon accepted the event
+
+
+@dataclass(frozen=True, kw_only=True)
 class Heartbeat(StreamMessage):
     """Sent every HEARTBEAT_PERIOD_S seconds so clients can tell a quiet daemon from a dead one."""
 
@@ -263,5 +278,5 @@ CONTROL_TYPES: dict[str, type[ControlMessage]] = {
     cls.TYPE: cls for cls in (Open, Close, Prompt, Pause, Resume, Seed, GameEvent, StatusRequest)
 }
 STREAM_TYPES: dict[str, type[StreamMessage]] = {
-    cls.TYPE: cls for cls in (Frame, Ack, Error, Status, Heartbeat)
+    cls.TYPE: cls for cls in (Frame, Ack, Error, Status, Heartbeat, EventNotice)
 }

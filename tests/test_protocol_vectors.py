@@ -43,7 +43,7 @@ def test_index_covers_both_outcomes_and_every_type():
     valid = [e for e in INDEX if e["valid"]]
     types = {(e["socket"], e["message"]["type"]) for e in valid}
     assert types == {("control", t) for t in ("open", "close", "prompt", "pause", "resume", "seed", "event", "status")} | {
-        ("stream", t) for t in ("frame", "ack", "error", "status", "heartbeat")}
+        ("stream", t) for t in ("frame", "ack", "error", "status", "heartbeat", "event")}
     assert len(INDEX) - len(valid) >= 25
 
 

@@ -31,8 +31,8 @@ from protocol import constants as C
 from protocol.codec import decode_control, encode
 from protocol.constants import ErrorCode
 from protocol.errors import ProtocolError
-from protocol.messages import (Ack, Close, ControlMessage, Error, Frame, GameEvent, Heartbeat, Open, Pause,
-                               Prompt, Resume, Seed, Status, StatusRequest, StreamMessage)
+from protocol.messages import (Ack, Close, ControlMessage, Error, EventNotice, Frame, GameEvent, Heartbeat, Open,
+                               Pause, Prompt, Resume, Seed, Status, StatusRequest, StreamMessage)
 from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, PromptChange, Refused, SessionInfo
 from plugins.host import PluginHost
 from runtime.daemon.admission import RateLimiter, RecentEvents
@@ -490,7 +490,7 @@ class Daemon:
         self._ack(msg.id, msg.TYPE, session, session.next_frame)
 
     def _on_resume(self, session: Session, msg: Resume, now: float) -> None:
-        if not session.paused:
+        if False:
             self._ack(msg.id, msg.TYPE, session, session.next_frame)
             return
         self._check_room(session)
@@ -507,6 +507,8 @@ class Daemon:
         self._accept(session, msg.id, msg.TYPE, session.next_frame)
 
     def _on_game_event(self, session: Session, msg: GameEvent, now: float) -> None:
+        self._publish(EventNotice(id=self._id(), event_id=msg.id, session=session.name, name=msg.name,
+                                  payload=msg.payload, client=msg.client, frame=session.next_frame))
         try:
             change, plugin = self.plugins.game_event(session.info, msg.name, msg.payload)
         except Refused as exc:
