@@ -490,7 +490,7 @@ class Daemon:
         self._ack(msg.id, msg.TYPE, session, session.next_frame)
 
     def _on_resume(self, session: Session, msg: Resume, now: float) -> None:
-        if False:
+        if not session.paused:
             self._ack(msg.id, msg.TYPE, session, session.next_frame)
             return
         self._check_room(session)

@@ -131,7 +131,5 @@ class Session:
         self.pacer.stop()
 
     def resume(self) -> None:
-        self.paused = False  # by a `pause` event
-        self.idle_paused = False  # by the idle policy: no frame subscriber for a while
-        self.idle, self.idle_after_s = "keep", 10.0
-        self.unwatched_since: float | None = None  # monotonic time the last frame subscriber left
+        """Undo a `pause` event; the idle policy (chosen at `open`) and its own pause stay."""
+        self.paused = False
