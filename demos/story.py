@@ -3,34 +3,29 @@ screen with their time left, picked with the number keys or the mouse.
 
 The story runs on its own thread under the scripting package's live driver (`scripting.live`),
 which is a protocol controller with its own sockets; the window never waits for it. Choices
-travel the way a game's would: as protocol `event` messages named "choice" published to the
-driver's events endpoint (resent with the same id until the question closes; the driver
-counts an id once). If the daemon goes away mid-story, the story starts again from the top
-once it is back.
+travel the way a game's would: as protocol `event` messages named "choice" sent by the
+window's own controller to the daemon, which relays them to the story (resent with the same
+id until answered; the story counts an id once). If the daemon goes away mid-story, the
+story starts again from the top once it is back.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 import pygame
-import zmq
 
 from demos.link import Link
 from demos.ui import ACCENT, BAD, DIM, FOOTER, GOOD, STREAM, TEXT, Line, StreamApp, blit_lines
-from protocol.client import Controller, Picture, RemoteError, Viewer
-from protocol.codec import encode
-from protocol.messages import GameEvent
+from protocol.client import Controller, Picture, RemoteError, Ticket, Viewer
 from scripting.errors import ScriptError
 from scripting.live import CHOICE_EVENT, LiveConfig, LiveDriver
 from scripting.runner import StoryFunction, load_story, run_story
 from scripting.story import Answer, Ask
 
-RESEND_S = 0.25
 OPTION_H = 30
 
 
@@ -91,35 +86,23 @@ class StoryThread:
         self.alive, self.stall_s = alive, stall_s
         self.board = Board()
         self._stop, self._replay = threading.Event(), threading.Event()
-        # The events endpoint: bound by each driver on this one port, found once.
-        probe = zmq.Context.instance().socket(zmq.SUB)
-        probe.bind("tcp://127.0.0.1:*")
-        self.events = probe.last_endpoint.decode()
-        probe.close()
-        self.events_pub = zmq.Context.instance().socket(zmq.PUB)
-        self.events_pub.linger = 0
-        self.events_pub.connect(self.events)
+        self.game = Controller(control, stream, name="story-window")  # the window's thread only
+        self._choice: Ticket | None = None
         self._thread = threading.Thread(target=self._run, name="story", daemon=True)
         self._thread.start()
 
-    def choose(self, index: int) -> GameEvent:
-        """Answer the open question with option `index` (from 0); resent by `pump` while it is open."""
-        msg = GameEvent(id=f"choice-{time.monotonic_ns()}", session=self.session, name=CHOICE_EVENT,
-                        payload={"index": index})
-        self._choice, self._choice_at = msg, 0.0
-        self.pump()
-        return msg
+    def choose(self, index: int) -> Ticket:
+        """Answer the open question with option `index` (from 0): a `choice` event to the daemon,
+        which relays it to the story; `pump` resends it until the daemon answers."""
+        self._choice = self.game.event(CHOICE_EVENT, {"index": index}, session=self.session)
+        return self._choice
 
     def pump(self) -> None:
-        """Resend the pending choice while its question is open (PUB drops what precedes a connection)."""
-        choice = getattr(self, "_choice", None)
-        if choice is None:
-            return
-        if self.board.ask is None:
-            self._choice = None
-        elif time.monotonic() - self._choice_at >= RESEND_S:
-            self.events_pub.send_multipart(encode(choice))
-            self._choice_at = time.monotonic()
+        """Never blocks: resend the pending choice, read its answer."""
+        if self._choice is not None:
+            self.game.pump(0)
+            if self._choice.done():
+                self._choice = None
 
     def replay(self) -> None:
         self._replay.set()
@@ -128,7 +111,7 @@ class StoryThread:
         self._stop.set()
         self._replay.set()
         self._thread.join(timeout=self.stall_s + 5)
-        self.events_pub.close()
+        self.game.close()
 
     def _run(self) -> None:
         board = self.board
@@ -154,11 +137,12 @@ class StoryThread:
         self._close_session()
 
     def _play_once(self) -> None:
-        config = LiveConfig(control=self.control, stream=self.stream, session=self.session, events=self.events,
+        config = LiveConfig(control=self.control, stream=self.stream, session=self.session,
                             terminal=False, stall_s=self.stall_s, keep_open=True)
         self._close_session()  # a session left from an earlier run
         with Controller(self.control, self.stream) as ctl, \
-                Viewer(self.stream, sessions=[self.session], acks=False, errors=False, status=False) as viewer:
+                Viewer(self.stream, sessions=[self.session], acks=False, errors=False, status=False,
+                       events=True) as viewer:
             driver = _ScreenDriver(self.board, self._stop, config, ctl, viewer)
             failed = True
             try:  # as scripting.live.play does, with the driver that tells the window its questions

@@ -21,8 +21,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     play.add_argument("--stream", default=C.DEFAULT_STREAM_ENDPOINT, help="stream endpoint")
     play.add_argument("--session", default="story", help="session the story opens (and closes at its end)")
     play.add_argument("--seed", type=int, default=0)
-    play.add_argument("--events", default="tcp://127.0.0.1:5557",
-                      help="endpoint this runner binds for games' `event` messages ('' for none)")
     play.add_argument("--no-terminal", action="store_true", help="do not read answers from stdin")
     play.add_argument("--margin-blocks", type=int, default=2, help="blocks between the live video and the "
                       "earliest frame an answer counts at")
@@ -70,7 +68,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         control, stream = f"tcp://{args.connect}:5555", f"tcp://{args.connect}:5556"
     curve = CurveClient.from_files(args.curve_server_key, args.curve_secret) if args.curve_server_key else None
     config = LiveConfig(control=control, stream=stream, session=args.session, seed=args.seed,
-                        events=args.events or None, terminal=not args.no_terminal, margin_blocks=args.margin_blocks,
+                        terminal=not args.no_terminal, margin_blocks=args.margin_blocks,
                         keep_open=args.keep_open)
     try:
         result = play(load_story(args.story), config, curve=curve)

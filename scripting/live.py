@@ -18,9 +18,10 @@ live run and its render show the same prompts from the same frames. If a prompt 
 lands elsewhere (a margin too small for the machine), the run reports it.
 
 Inputs come from the terminal (a digit answers a choice; ``!name {json}`` sends an event)
-and from games: protocol ``event`` messages (SPEC section 3) published to this runner's
-``events`` endpoint; a choice is answered by ``choice`` {"index": n}. Repeats of an event id
-(resends) count once.
+and from any controller of the daemon — a game, a demo window, the OSC bridge — as protocol
+``event`` messages for the story's session: the daemon relays each one it accepts on
+``event.<session>`` (SPEC section 4), where the runner listens. A choice is answered by
+``choice`` {"index": n}. Repeats of an event id (resends) count once.
 """
 
 from __future__ import annotations
@@ -33,13 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import zmq
-
 from protocol import constants as C
 from protocol.client import Controller, Picture, RemoteError, Ticket, Viewer
-from protocol.codec import decode_control
-from protocol.errors import ProtocolError
-from protocol.messages import GameEvent
+from protocol.messages import EventNotice
 from scripting.errors import ScriptError, story_line
 from scripting.runner import StoryFunction, run_story
 from scripting.story import Answer, Ask, Cue, SeedCue
@@ -53,7 +50,6 @@ class LiveConfig:
     stream: str = C.DEFAULT_STREAM_ENDPOINT
     session: str = "story"
     seed: int = 0
-    events: str | None = "tcp://127.0.0.1:5557"  # where games publish `event` messages for the story
     terminal: bool = True  # answer from stdin
     margin_blocks: int = 2
     horizon_s: float = 4.0
@@ -86,17 +82,7 @@ class LiveDriver:
         self.answers: list[Answer] = []
         self._seen_ids: set[str] = set()
         self._last_picture = time.monotonic()
-        self.events_sub: zmq.Socket | None = None
-        if config.events:
-            self.events_sub = zmq.Context.instance().socket(zmq.SUB)
-            self.events_sub.linger = 0
-            try:
-                self.events_sub.bind(config.events)
-            except zmq.ZMQError as exc:
-                self.events_sub.close()
-                raise RuntimeError(f"cannot bind the events endpoint {config.events}: {exc} "
-                                   "(pass --events ENDPOINT, or --events '' for none)") from None
-            self.events_sub.subscribe(GameEvent.TYPE.encode())
+        self._relayed: list[tuple[str, dict[str, Any], str | None]] = []  # events heard, not yet taken
 
     # ------------------------------------------------------------------ the clock
 
@@ -133,6 +119,10 @@ class LiveDriver:
             msg = self.viewer.recv(timeout=0.01)
             if isinstance(msg, Picture) and msg.frame.session == self.config.session:
                 self._picture(msg)
+            elif isinstance(msg, EventNotice) and msg.session == self.config.session \
+                    and msg.event_id not in self._seen_ids:
+                self._seen_ids.add(msg.event_id)
+                self._relayed.append((msg.name, dict(msg.payload), msg.event_id))
             self.ctl.pump(0)
             self._refused()
             for name, payload, event_id in self._inputs():
@@ -166,21 +156,7 @@ class LiveDriver:
             self.on_picture(picture)
 
     def _inputs(self) -> list[tuple[str, dict[str, Any], str | None]]:
-        found = []
-        while self.events_sub is not None:
-            try:
-                parts = self.events_sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            try:
-                msg = decode_control(parts)
-            except ProtocolError as exc:
-                print(f"story: refused a message on {self.config.events}: {exc}", file=self.out)
-                continue
-            if not isinstance(msg, GameEvent) or msg.session != self.config.session or msg.id in self._seen_ids:
-                continue
-            self._seen_ids.add(msg.id)
-            found.append((msg.name, dict(msg.payload), msg.id))
+        found, self._relayed = self._relayed, []
         if self.config.terminal and select.select([sys.stdin], [], [], 0)[0]:
             line = sys.stdin.readline().strip()
             if line.isdigit():
@@ -280,9 +256,7 @@ class LiveDriver:
         return LiveResult(timeline, self.answers, end, late)
 
     def close(self, failed: bool) -> None:
-        """Release the events socket; after a failure, also close the session (best effort)."""
-        if self.events_sub is not None:
-            self.events_sub.close()
+        """After a failure, close the session (best effort)."""
         if failed and self._fps is not None and not self.config.keep_open:
             try:
                 self.ctl.close_session(self.config.session).result(2)
@@ -294,7 +268,8 @@ def play(function: StoryFunction, config: LiveConfig, on_picture: Callable[[Pict
          out: TextIO = sys.stdout, curve: Any = None) -> LiveResult:
     """Play ``function`` on the daemon at ``config``'s endpoints; returns what the daemon showed."""
     with Controller(config.control, config.stream, curve=curve) as ctl, \
-            Viewer(config.stream, sessions=[config.session], acks=False, errors=False, status=False, curve=curve) as viewer:
+            Viewer(config.stream, sessions=[config.session], acks=False, errors=False, status=False, events=True,
+                   curve=curve) as viewer:
         driver = LiveDriver(config, ctl, viewer, on_picture, out)
         failed = True
         try:

@@ -59,8 +59,9 @@ class Lines(io.StringIO):
 
 
 class Game:
-    """A game on its own PUB socket: answers the choice and sends one jump, each resent with
-    the same id for a while (as a client does until it knows the event arrived)."""
+    """A game publishing to the daemon's control socket: answers the choice and sends one jump,
+    each resent with the same id for a while (as a client does until it knows the event
+    arrived); the daemon relays each id once to the story."""
 
     def __init__(self, endpoint: str, session: str) -> None:
         self.pub = zmq.Context.instance().socket(zmq.PUB)
@@ -97,26 +98,17 @@ def pipe():
     return load_pipeline("toy", max_streams=2)
 
 
-def free_tcp() -> str:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
-
-
 def test_live_play_matches_offline_render_to_the_frame(tmp_path, pipe):
     path = tmp_path / "story.py"
     path.write_text(STORY)
     story = load_story(path)
     pictures: dict[int, np.ndarray] = {}
-    events = free_tcp()
     config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_session=None)
     with serve_in_thread(pipe, config) as daemon:
         control, stream = daemon.endpoints
-        game = Game(events, "tale")
+        game = Game(control, "tale")
         try:
-            result = play(story, LiveConfig(control=control, stream=stream, session="tale", seed=5, events=events,
-                                            terminal=False),
+            result = play(story, LiveConfig(control=control, stream=stream, session="tale", seed=5, terminal=False),
                           on_picture=lambda p: pictures.setdefault(p.frame.frame, p.image.copy()),
                           out=Lines(game.on_line))
         finally:
@@ -157,6 +149,6 @@ def test_a_prompt_the_daemon_refuses_stops_the_story_at_its_line(tmp_path, pipe)
     with serve_in_thread(pipe, config) as daemon:
         control, stream = daemon.endpoints
         with pytest.raises(ScriptError, match="BAD_PROMPT") as caught:
-            play(load_story(path), LiveConfig(control=control, stream=stream, session="bad", events=None,
+            play(load_story(path), LiveConfig(control=control, stream=stream, session="bad",
                                               terminal=False), out=io.StringIO())
     assert caught.value.line == 3

@@ -1,7 +1,7 @@
 """Rain or shine: a story that waits for game events, with timeouts.
 
 A game sends `jump` and `weather` {"kind": "rain" | "snow" | "clear"} events (live: to the
-runner's --events endpoint; offline: --answers jump,weather or --answers-file). If the game
+daemon, which relays them to the story; offline: --answers jump,weather or --answers-file). If the game
 stays quiet, the story goes on by itself.
 """
 
