@@ -17,6 +17,7 @@ COMMANDS = {
     "watch": "runtime.daemon.cli",
     "bench-protocol": "runtime.daemon.cli",
     "keys": "runtime.daemon.keys",
+    "soak": "runtime.daemon.soak",
     "bench": "runtime.bench",
     "demo": "demos.cli",
     "plugins": "plugins.cli",
