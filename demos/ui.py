@@ -133,6 +133,11 @@ class TextBox:
         blit_lines(surface, [note], rect.x + 6, rect.y + 4 + face.get_linesize(), font(18), rect.w - 12, rect.bottom)
 
 
+def strip_cells(cells: int) -> list[tuple[int, int]]:
+    """Left and right x of each of ``cells`` equal cells across the cache strip."""
+    return [(STRIP.x + STRIP.w * i // cells, STRIP.x + STRIP.w * (i + 1) // cells) for i in range(cells)]
+
+
 class StreamApp:
     """The parts every demo shares; subclasses add keys, HUD lines and drawing."""
 
@@ -255,12 +260,24 @@ class StreamApp:
         surface.blit(pygame.transform.smoothscale(image, STREAM.size), STREAM)
 
     def draw_cache(self, surface: pygame.Surface) -> None:
-        """The session's KV window filling up (status `cache_fill`; the sink and window sizes
-        are not on the wire, so the strip shows the fill of the whole window)."""
-        fill = self.link.status.cache_fill if self.link.status else 0.0
-        surface.blit(font(18).render(f"KV cache window {fill:.0%}", True, DIM), (STRIP.x, STRIP.y - 16))
+        """The session's KV cache as one cell per latent frame of the window: the sink's cells
+        (amber) and the rest (green) light up as the window fills (status `cache_fill` of
+        `cache_window_frames`, the first `cache_sink_frames` being the sink). Without the sizes
+        (an older daemon) the strip shows the fill alone."""
+        status = self.link.status
+        fill = status.cache_fill if status else 0.0
+        window = status.cache_window_frames if status else None
+        sink = (status.cache_sink_frames or 0) if status else 0
+        label = f"KV cache: sink {sink} + window {window - sink}" if window else "KV cache window"
+        surface.blit(font(18).render(f"{label}, {fill:.0%} full", True, DIM), (STRIP.x, STRIP.y - 16))
         pygame.draw.rect(surface, EMPTY, STRIP)
-        pygame.draw.rect(surface, GOOD, (STRIP.x, STRIP.y, round(STRIP.w * fill), STRIP.h))
+        if not window:
+            pygame.draw.rect(surface, GOOD, (STRIP.x, STRIP.y, round(STRIP.w * fill), STRIP.h))
+        else:
+            held = round(fill * window)
+            for i, (x0, x1) in enumerate(strip_cells(window)):
+                colour = (ACCENT if i < sink else GOOD) if i < held else EMPTY
+                pygame.draw.rect(surface, colour, (x0 + 1, STRIP.y + 1, x1 - x0 - 2, STRIP.h - 2))
         pygame.draw.rect(surface, DIM, STRIP, 1)
 
     def draw_extra(self, surface: pygame.Surface) -> None:

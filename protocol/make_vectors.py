@@ -169,7 +169,7 @@ def _stream() -> list[Vector]:
                                                 "frame": 320, "block": 80, "prompt_id": "ev-0003", "prompt": "a red ball rolls over green grass",
                                                 "paused": False, "seed": 42, "request_id": None, "plugins": ["recorder", "mygame.rules"],
                                                 "observations_dropped": 0, "frames_per_block": 4, "max_prompt_tokens": 16,
-                                                "idle": "keep"}, "the state of session 'main'"),
+                                                "idle": "keep", "cache_sink_frames": 3, "cache_window_frames": 12}, "the state of session 'main'"),
         _ok("heartbeat", "stream", "heartbeat", {"v": 2, "type": "heartbeat", "id": "d-23", "time": 1700000001.0, "period": 1.0,
                                                  "sessions": ["main"]}, "the daemon is alive and serves one session"),
         _bad("frame-wrong-size", "stream", (b"frame.raw.main", _pack(_frame()), pixels[:11]), "BAD_FIELD", "raw payload must be h*w*3 bytes"),

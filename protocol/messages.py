@@ -247,6 +247,8 @@ class Status(StreamMessage):
     frames_per_block: int | None = spec(optional(integer(1, 4096)), None)  # boundaries lie at multiples of it
     max_prompt_tokens: int | None = spec(optional(integer(1, 1 << 20)), None)  # the model's prompt length limit
     idle: str = spec(choice(C.IDLE_POLICIES), "keep")  # the session's idle policy (open.idle)
+    cache_sink_frames: int | None = spec(optional(COUNT), None)  # latent frames of the sink
+    cache_window_frames: int | None = spec(optional(COUNT), None)  # latent frames the window holds, sink included
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,7 +12,7 @@ import pytest
 
 from demos.link import Link
 from demos.screenshots import headless_window, pixels, press, run_until, toy_daemon, viewer_scene
-from demos.ui import BAD, PANEL, PANEL_BG, STREAM, check_prompt, run
+from demos.ui import ACCENT, BAD, GOOD, PANEL, PANEL_BG, STREAM, STRIP, check_prompt, run, strip_cells
 from demos.viewer import PRESETS, ViewerApp
 from plugins.timeline import read_timeline
 
@@ -51,8 +51,18 @@ def test_viewer_stream_hud_keys_box_and_recording(tmp_path):
             assert app.link.prompt == PRESETS[2] and app.link.prompt_id == sent.ticket.event_id
             assert app.link.picture.frame.frame >= ack.frame and sent.latency_ms > 0
 
-            # the HUD draws text: the panel differs from the same frame drawn without it
+            # the cache strip: one cell per window frame, the sink's in amber, held ones lit
+            status = app.link.status
+            sink, window = status.cache_sink_frames, status.cache_window_frames
+            assert 0 < sink < window and status.cache_fill == 1.0
             surface = pygame.display.get_surface()
+            app.draw(surface)
+            image = pixels(surface)
+            middle = STRIP.y + STRIP.h // 2
+            colours = [tuple(image[middle, (x0 + x1) // 2]) for x0, x1 in strip_cells(window)]
+            assert colours == [ACCENT] * sink + [GOOD] * (window - sink)
+
+            # the HUD draws text: the panel differs from the same frame drawn without it
             app.draw(surface)
             with_hud = region(pixels(surface), PANEL)
             app.show_hud = False

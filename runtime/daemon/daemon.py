@@ -553,11 +553,13 @@ class Daemon:
         now = self.clock()
         last, mean = session.latency()
         height, width = self.pipe.frame_shape
+        cache = self.pipe.engine.cfg.cache
         return Status(id=self._id(), session=session.name, model=self.model, shape=(height, width, 3),
                       fps_target=session.pacer.fps, fps_measured=session.fps_measured(now), latency_ms=last,
                       latency_mean_ms=mean, pending_events=len(session.prompts) + len(session.awaiting),
                       lookahead_blocks=session.pacer.blocks_ahead(session.next_frame, now),
-                      cache_fill=_cache_fill(session.stream), frames_late=session.pacer.frames_late,
+                      cache_fill=_cache_fill(session.stream), cache_sink_frames=cache.sink_frames,
+                      cache_window_frames=cache.window_frames, frames_late=session.pacer.frames_late,
                       frame=session.next_frame, block=session.block, prompt_id=session.prompt_id,
                       prompt=session.prompt, paused=session.stopped, seed=session.seed, request_id=request_id,
                       plugins=self.plugins.names, observations_dropped=self.plugins.observations_dropped(),
