@@ -147,6 +147,9 @@ def play(args: argparse.Namespace, control: str, stream: str) -> int:
     from demos.ui import open_window, run
     from scripting.errors import ScriptError
 
+    import pygame
+
+    open_window("LongLive")  # first: the apps build fonts and surfaces
     if args.story is not None:
         from demos.story import StoryApp
 
@@ -165,7 +168,7 @@ def play(args: argparse.Namespace, control: str, stream: str) -> int:
         from demos.viewer import ViewerApp
 
         app = ViewerApp(Link(control, stream, name="viewer"), out_dir=args.out)
-    open_window(app.title)
+    pygame.display.set_caption(app.title)
     try:
         run(app)
     finally:

@@ -73,3 +73,27 @@ def test_the_child_daemon_serves_the_arcade_rules_and_stops_cleanly(tmp_path):
         link.close()
         stop_daemon(child)
     assert child.returncode == 0 and "longlive: stopped" in (tmp_path / "daemon.log").read_text()
+
+
+def test_the_window_path_of_longlive_demo_opens_each_demo(tmp_path, monkeypatch):
+    """`play()` as `longlive demo` calls it once a display exists (SDL's dummy driver stands in
+    for the screen; the frame loop is bounded to 30 frames): every demo opens and draws."""
+    import argparse
+
+    import pygame
+
+    import demos.ui
+    from demos.cli import play
+    from demos.screenshots import toy_daemon
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    drawn = []
+    real_run = demos.ui.run
+    monkeypatch.setattr(demos.ui, "run", lambda app: drawn.append(real_run(app, 30)))
+    (tmp_path / "tiny.py").write_text(STORY)
+    with toy_daemon(arcade=True) as (control, stream):
+        for story, arcade in ((None, False), (None, True), (tmp_path / "tiny.py", False)):
+            args = argparse.Namespace(story=story, arcade=arcade, out=tmp_path)
+            assert play(args, control, stream) == 0
+            pygame.display.quit()  # the next demo opens its own window, as a fresh process would
+    assert drawn == [30, 30, 30]
