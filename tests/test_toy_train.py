@@ -8,7 +8,8 @@ import torch
 
 from runtime.toy.model import ToyConfig, ToyModel
 from toylab import world
-from toylab.train import TeacherForcedAttention, make_batch, model_made_context, teacher_forced_forward
+from toylab.train import (TeacherForcedAttention, TrainConfig, _compact_optimiser, _full_optimiser, clip_shape,
+                          make_batch, model_made_context, teacher_forced_forward)
 
 
 def test_first_block_of_a_clip_from_a_random_state_has_no_loss():
@@ -47,3 +48,32 @@ def test_recache_steps_put_every_clips_switch_on_the_chosen_block():
         assert not torch.equal(clip[1], clip[2])
     with pytest.raises(ValueError, match="switch_at"):
         world.sample_clip(np.random.default_rng(0), 9, switch_at=9)
+
+
+def test_long_steps_hold_a_landing_and_relaunch_from_the_spawn():
+    """Issue 13: the bounce period (18 frames) does not fit a 15-frame clip from the spawn."""
+    tc = TrainConfig(long_every=2, long_blocks=12, long_batch=2)
+    assert [clip_shape(k, tc) for k in range(4)] == [(4, 5), (2, 12), (4, 5), (2, 12)]
+    assert {clip_shape(k, TrainConfig()) for k in range(4)} == {(4, 5)}
+    a = world.Attributes("day", "grass", "red", "ball", "bounce", "clear")
+    heights = lambda n: np.array([s.height for s in world.trajectory(world.spawn_state(a), n)])  # noqa: E731
+    relaunches = lambda h: int(np.sum((h[1:-1] < h[:-2]) & (h[1:-1] <= h[2:])))  # noqa: E731  lowest points
+    assert relaunches(heights(5 * 3)) == 0
+    assert relaunches(heights(12 * 3)) >= 1
+
+
+def test_the_compacted_optimiser_state_resumes_adam_closely():
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(64))
+    opt = torch.optim.AdamW([p], lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        (p ** 2).sum().backward()
+        opt.step()
+    state = opt.state_dict()
+    small = _compact_optimiser(state)
+    assert small["state"][0]["exp_avg"].dtype == torch.bfloat16
+    again = torch.optim.AdamW([torch.nn.Parameter(p.detach().clone())], lr=1e-2)
+    again.load_state_dict(_full_optimiser(small))
+    for name in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(again.state_dict()["state"][0][name], state["state"][0][name], rtol=1e-2, atol=1e-6)

@@ -102,20 +102,19 @@ def generate(pipe, pairs, pre: int, post: int, transition: str | None, seed: int
     return video, [not g for g in ok]
 
 
-def ground_truth(pairs, pre: int, post: int, seed: int, objects: bool = True) -> np.ndarray:
+def ground_truth(pairs, pre: int, post: int, objects: bool = True) -> np.ndarray:
     """What the world shows for each pair: a stream from the spawn point, switched at `pre`."""
-    rng = np.random.default_rng(seed)
     out = []
     for a, b in pairs:
-        states = world.trajectory(world.spawn_state(rng, a.attrs), pre)
+        states = world.trajectory(world.spawn_state(a.attrs), pre)
         states += world.trajectory(world.with_attributes(world.step(states[-1]), b.attrs), post)
         out.append(world.render(states, objects=objects))
     return np.stack(out)
 
 
-def still_bar(pairs, pre: int, post: int, seed: int) -> np.ndarray:
+def still_bar(pairs, pre: int, post: int) -> np.ndarray:
     """The right scene (weather included) with a still 30x8 bar of the prompted colour at the spawn."""
-    video = ground_truth(pairs, pre, post, seed, objects=False)
+    video = ground_truth(pairs, pre, post, objects=False)
     top = int(world.FLOOR) - 8
     for v, (a, b) in zip(video, pairs):
         v[:pre, top:top + 8, 17:47] = world.COLOUR_RGB[a.attrs.colour]
@@ -195,7 +194,7 @@ def evaluate_set(weights, pairs, pre: int, post: int, seed: int, transitions=TRA
         videos[t] = (video, refused)
         log(f"  {t}: {time.time() - t0:.0f} s")
     if controls:
-        gt = ground_truth(pairs, pre, post, seed)
+        gt = ground_truth(pairs, pre, post)
         none = [False] * len(pairs)
         with tempfile.TemporaryDirectory() as tmp:
             torch.manual_seed(seed)
@@ -205,7 +204,7 @@ def evaluate_set(weights, pairs, pre: int, post: int, seed: int, transitions=TRA
         ignored = generate(_pipe(weights, len(pairs)), pairs, pre, post, None, seed)
         runs = {"ground truth": (gt, none), "untrained model": untrained,
                 "frozen first frame": (np.repeat(model[:, :1], pre + post, 1), refused),
-                "switches ignored": ignored, "still bar": (still_bar(pairs, pre, post, seed), none)}
+                "switches ignored": ignored, "still bar": (still_bar(pairs, pre, post), none)}
         for name, (video, bad) in runs.items():
             res[name] = summarise(score_video(video, pairs, bad, pre, fb), pairs, post, fb)
         log("  controls done")

@@ -32,7 +32,8 @@ from runtime.attention import attention
 from runtime.kv_cache import CacheConfig
 from runtime.rope import Rope3D, apply_rope
 from runtime.toy import vocab
-from runtime.toy.model import DEFAULT_WEIGHTS, ToyConfig, ToyModel, loss_weight, parameter_count, save_weights
+from runtime.toy.model import (DEFAULT_WEIGHTS, ToyConfig, ToyModel, load_model, loss_weight, parameter_count,
+                               save_weights)
 from toylab import world
 
 
@@ -204,6 +205,19 @@ class TrainConfig:
     model_context: float = 0.5  # fraction of clips whose context blocks are the model's own predictions
     spawn_fraction: float = 0.5  # fraction of clips that start a stream (see make_batch)
     recache_fraction: float = 0.5  # fraction of steps whose clips all switch with LongLive's recache
+    # Long clips (issue 13): a bounce period is 18 frames, so a 15-frame clip from the spawn never
+    # shows a landing and relaunch; every `long_every`th step (0: never) trains `long_batch` clips of
+    # `long_blocks` blocks instead (about the same cost as a normal step).
+    long_every: int = 0
+    long_blocks: int = 12
+    long_batch: int = 2
+
+
+def clip_shape(step: int, tc: TrainConfig) -> tuple[int, int]:
+    """(clips, blocks per clip) of a training step."""
+    if tc.long_every and step % tc.long_every == tc.long_every - 1:
+        return tc.long_batch, tc.long_blocks
+    return tc.batch, tc.blocks
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -213,8 +227,24 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1 + math.cos(math.pi * p))
 
 
+def _compact_optimiser(state: dict) -> dict:
+    """AdamW state with its moments in bf16: the checkpoint is committed for the next session and
+    must stay under 20 MB (fp32 moments alone are 12 MB); resuming upcasts them (<0.4 % error)."""
+    moments = {k: {n: (v.to(torch.bfloat16) if n in ("exp_avg", "exp_avg_sq") else v) for n, v in st.items()}
+               for k, st in state["state"].items()}
+    return {**state, "state": moments}
+
+
+def _full_optimiser(state: dict) -> dict:
+    moments = {k: {n: (v.float() if n in ("exp_avg", "exp_avg_sq") else v) for n, v in st.items()}
+               for k, st in state["state"].items()}
+    return {**state, "state": moments}
+
+
 def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device: str, resume: bool,
-          ckpt_every: int = 100, log_every: int = 10, bf16: bool = False) -> None:
+          ckpt_every: int = 100, log_every: int = 10, bf16: bool = False, init: Path | None = None) -> None:
+    """Train from scratch, from ``init`` weights (fine-tuning: model and EMA start there, fresh
+    optimiser, step 0), or, with ``resume`` and OUT/ckpt.pt present, from that checkpoint."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "ckpt.pt"
     torch.manual_seed(tc.seed)
@@ -228,19 +258,29 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
+        opt.load_state_dict(_full_optimiser(ck["opt"]))
         start, history = ck["step"], ck["history"]
         print(f"resumed from {ckpt_path} at step {start}", flush=True)
+    elif init is not None:
+        start_from = load_model(init, device).state_dict()
+        model.load_state_dict(start_from)
+        ema.load_state_dict(start_from)
+        print(f"fine-tuning from {init}", flush=True)
     fb = cfg.frames_per_block
-    layout = lambda recache_block: TeacherForcedAttention(  # noqa: E731
-        cfg.cache, fb, tc.blocks, model.dit.token_grid(world_frame()), cfg.dit.head_dim,
-        recache_block=recache_block, device=device)
-    attn_none = layout(None)  # a switch, if any, swaps the prompt only ("none")
-    attn_recache = {b: layout(b) for b in range(1, tc.blocks)}
+    layouts: dict[tuple[int, int | None], TeacherForcedAttention] = {}
+
+    def layout(n_blocks: int, recache_block: int | None) -> TeacherForcedAttention:
+        # recache_block None: a switch, if any, swaps the prompt only ("none")
+        key = (n_blocks, recache_block)
+        if key not in layouts:
+            layouts[key] = TeacherForcedAttention(cfg.cache, fb, n_blocks, model.dit.token_grid(world_frame()),
+                                                  cfg.dit.head_dim, recache_block=recache_block, device=device)
+        return layouts[key]
+
+    long = f"; 1 step in {tc.long_every}: {tc.long_batch} clips x {tc.long_blocks * fb} frames" \
+        if tc.long_every else ""
     print(f"toy model: {parameter_count(model) / 1e6:.2f} M parameters; {tc.steps} steps of {tc.batch} clips x "
-          f"{tc.blocks * fb} frames; {attn_none.n_items * fb * 64} tokens per clip (recache steps: up to "
-          f"{max(a.n_items for a in attn_recache.values()) * fb * 64}); device {device}, "
-          f"{torch.get_num_threads()} threads", flush=True)
+          f"{tc.blocks * fb} frames{long}; device {device}, {torch.get_num_threads()} threads", flush=True)
     # bf16 autocast only where bf16 matmuls are native: this CPU (no avx512_bf16) runs them ~200x
     # slower than fp32, so CPU training stays in fp32 (docs/TOY_MODEL.md, "What failed")
     dev_type = torch.device(device).type
@@ -249,7 +289,8 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
 
     def save(step: int) -> None:
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": _compact_optimiser(opt.state_dict()),
+                    "step": step, "init": None if init is None else str(init),
                     "history": history, "train_config": asdict(tc), "config": cfg.to_json()}, tmp)
         os.replace(tmp, ckpt_path)
         save_weights(ema, out_dir / "toy.safetensors")
@@ -258,11 +299,12 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
     for step in range(start, tc.steps):
         rng = np.random.default_rng([tc.seed, step])  # data depends on (seed, step): resumable
         g = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
-        recache_block = int(rng.integers(1, tc.blocks)) if rng.random() < tc.recache_fraction else None
-        attn = attn_none if recache_block is None else attn_recache[recache_block]
-        x0, ids, w = make_batch(rng, tc.batch, tc.blocks, fb, spawn_fraction=tc.spawn_fraction,
+        batch, n_blocks = clip_shape(step, tc)
+        recache_block = int(rng.integers(1, n_blocks)) if rng.random() < tc.recache_fraction else None
+        attn = layout(n_blocks, recache_block)
+        x0, ids, w = make_batch(rng, batch, n_blocks, fb, spawn_fraction=tc.spawn_fraction,
                                 object_extra=tc.object_extra_weight, switch_block=recache_block)
-        sigma = sample_sigma(g, (tc.batch, tc.blocks))
+        sigma = sample_sigma(g, (batch, n_blocks))
         noise = torch.randn(x0.shape, generator=g)
         s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
         xt = (1 - s) * x0 + s * noise
@@ -270,9 +312,9 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
         with amp:
-            cond = model.text(ids.flatten(0, 1)).unflatten(0, (tc.batch, tc.blocks))
+            cond = model.text(ids.flatten(0, 1)).unflatten(0, (batch, n_blocks))
             context = model_made_context(model, attn, x0, xt, sigma, s, cond, fb,
-                                         torch.rand(tc.batch, generator=g).to(device) < tc.model_context)
+                                         torch.rand(batch, generator=g).to(device) < tc.model_context)
             v = teacher_forced_forward(model, attn, context, xt, sigma, cond, fb)
         err = ((xt - s * v.float()) - x0).pow(2) * loss_weight(s)
         loss = (err * w).mean() / w.mean()
@@ -320,11 +362,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fraction of clips trained on the model's own predictions as context")
     p.add_argument("--recache-fraction", type=float, default=d.recache_fraction,
                    help="fraction of steps that train a recache prompt switch")
+    p.add_argument("--long-every", type=int, default=d.long_every,
+                   help="every Nth step trains long clips (0: never)")
+    p.add_argument("--long-blocks", type=int, default=d.long_blocks, help="blocks per long clip")
+    p.add_argument("--long-batch", type=int, default=d.long_batch, help="clips per long step")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="out/toy-train", help="checkpoint folder (ckpt.pt, toy.safetensors)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="final weights file (+ .json config)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    p.add_argument("--init", default=None,
+                   help="fine-tune: start model and EMA from this weights file (ignored when resuming)")
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
                    help="bf16 autocast (default on CUDA only; CPUs without avx512_bf16 emulate it slowly)")
@@ -335,7 +383,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
-                     model_context=args.model_context, recache_fraction=args.recache_fraction)
+                     model_context=args.model_context, recache_fraction=args.recache_fraction,
+                     long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
     train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
-          bf16=args.bf16)
+          bf16=args.bf16, init=Path(args.init) if args.init else None)
     return 0

@@ -8,7 +8,11 @@ periodic (a torus in x): a rolling object leaves on one side and re-enters on th
 "rolls to the left" stays true for an endless stream and never bounces off a wall.
 
 Everything is deterministic: physics is exact (parabolic arcs, no integration drift) and
-particles are a function of the scene's `seed` and the frame time `t`. Rendering is
+particles are a function of the weather's kind and its age (frames since it began: at the stream's
+spawn, or at the switch that brought it). Issue 13: particles used to come from a random per-stream
+seed, so a stream's first rainy block was unpredictable and a few-step x0 generator drew their mean
+(no rain at all, 0 % of rain frames); now the first block of any weather is always the same field and
+every later block is its exact continuation. The attributes and the look are unchanged. Rendering is
 vectorised over frames because the trainer calls `sample_clip` constantly on two cores.
 """
 
@@ -64,6 +68,7 @@ TRIANGLE_HALF_BASE, TRIANGLE_HEIGHT = 10.0, 18.0
 BOTTOM_OFFSET = {"ball": BALL_RADIUS, "cube": CUBE_HALF, "triangle": TRIANGLE_HEIGHT / 3}
 
 N_STARS, N_RAIN, N_SNOW = 28, 36, 44
+WEATHER_AGE_MAX = 10_000  # a random start's weather has gone on for up to this many frames
 _WINDOW = 28  # px square drawn around an object's centroid; every shape fits with margin
 
 
@@ -92,7 +97,8 @@ _LEGAL = {"sky": SKIES, "ground": GROUNDS, "colour": COLOURS, "shape": SHAPES,
 class SceneState:
     """Full state of one frame: attributes, object centroid (px, y down), velocity, time.
 
-    `seed` fixes the weather particles; it never changes within a stream.
+    `weather_start` is the frame time at which the current weather began; the particles are laid
+    out by the weather's age ``t - weather_start`` (see `_draw_weather`).
     """
 
     attrs: Attributes
@@ -101,7 +107,7 @@ class SceneState:
     vx: float
     vy: float
     t: int
-    seed: int
+    weather_start: int
 
     @property
     def height(self) -> float:
@@ -173,8 +179,9 @@ def switched_attributes(rng: np.random.Generator, attrs: Attributes,
 # ----------------------------------------------------------------------------- physics
 
 def initial_state(rng: np.random.Generator, attrs: Attributes) -> SceneState:
-    """A random start consistent with the motion (a bounce starts at a random phase)."""
-    seed = int(rng.integers(2**31))
+    """A random start consistent with the motion (a bounce starts at a random phase) and a weather
+    that has been going on for a random while (a piece of a longer stream)."""
+    weather_start = -int(rng.integers(WEATHER_AGE_MAX))
     y_rest = FLOOR - BOTTOM_OFFSET[attrs.shape]
     y, vy = y_rest, 0.0
     if attrs.motion == "bounce":
@@ -182,19 +189,19 @@ def initial_state(rng: np.random.Generator, attrs: Attributes) -> SceneState:
         y = y_rest - (BOUNCE_SPEED * tau - GRAVITY * tau**2 / 2)
         vy = -(BOUNCE_SPEED - GRAVITY * tau)
     x = float(rng.uniform(0, SIZE))
-    return SceneState(attrs, x, float(y), _vx(attrs.motion), float(vy), 0, seed)
+    return SceneState(attrs, x, float(y), _vx(attrs.motion), float(vy), 0, weather_start)
 
 
-def spawn_state(rng: np.random.Generator, attrs: Attributes) -> SceneState:
+def spawn_state(attrs: Attributes) -> SceneState:
     """How every stream starts, as in a game: the object at the spawn point (the middle of the
     floor), at rest; a bouncing object launches from there on the first step.
 
     A stream's first block has no context, so whatever the start leaves open (where the object
-    is) a few-step generator can only average; a fixed spawn leaves nothing open but the weather.
+    is) a few-step generator can only average; a fixed spawn and a weather that starts with the
+    stream leave nothing open.
     """
-    seed = int(rng.integers(2**31))
     y = FLOOR - BOTTOM_OFFSET[attrs.shape]
-    return SceneState(attrs, SPAWN_X, float(y), _vx(attrs.motion), 0.0, 0, seed)
+    return SceneState(attrs, SPAWN_X, float(y), _vx(attrs.motion), 0.0, 0, 0)
 
 
 def _vx(motion: str) -> float:
@@ -227,9 +234,11 @@ def step(state: SceneState) -> SceneState:
 
 
 def with_attributes(state: SceneState, attrs: Attributes) -> SceneState:
-    """Apply a prompt switch: the object keeps its x, height above the floor and velocity."""
+    """Apply a prompt switch: the object keeps its x, height above the floor and velocity; a new
+    weather begins at this frame (a kept one goes on)."""
     y = FLOOR - BOTTOM_OFFSET[attrs.shape] - state.height
-    return dataclasses.replace(state, attrs=attrs, y=y, vx=_vx(attrs.motion))
+    start = state.weather_start if attrs.weather == state.attrs.weather else state.t
+    return dataclasses.replace(state, attrs=attrs, y=y, vx=_vx(attrs.motion), weather_start=start)
 
 
 def trajectory(state: SceneState, n_frames: int) -> list[SceneState]:
@@ -364,9 +373,10 @@ def _draw_objects(img: np.ndarray, states: Sequence[SceneState]) -> None:
     img[frame, rows, cols] = patch + cover * (np.clip(colour, 0, 255) - patch)
 
 
-def _particles(seed: int, kind: str) -> tuple[np.ndarray, ...]:
-    """Per-particle start x, start y, fall speed and phase for the clip's seed."""
-    rng = np.random.default_rng([seed, 1 if kind == "rain" else 2])
+@lru_cache(maxsize=None)
+def _particles(kind: str) -> tuple[np.ndarray, ...]:
+    """Per-particle start x, start y, fall speed and phase: one fixed field per kind (at age 0)."""
+    rng = np.random.default_rng(1 if kind == "rain" else 2)
     n = N_RAIN if kind == "rain" else N_SNOW
     lo, hi = (2.5, 3.5) if kind == "rain" else (0.5, 1.0)
     return (rng.uniform(0, SIZE, n), rng.uniform(0, SIZE, n), rng.uniform(lo, hi, n),
@@ -374,11 +384,12 @@ def _particles(seed: int, kind: str) -> tuple[np.ndarray, ...]:
 
 
 def _draw_weather(img: np.ndarray, states: Sequence[SceneState]) -> None:
-    """Rain: slanted 4-px streaks. Snow: 1-px flakes, every third one 2x2, swaying."""
-    for kind, seed in {(s.attrs.weather, s.seed) for s in states if s.attrs.weather != "clear"}:
-        frames = [i for i, s in enumerate(states) if s.attrs.weather == kind and s.seed == seed]
-        x0, y0, speed, phase = _particles(seed, kind)
-        t = np.array([states[i].t for i in frames], np.float64)[:, None]
+    """Rain: slanted 4-px streaks. Snow: 1-px flakes, every third one 2x2, swaying. Positions
+    depend on the weather's age only, so every rain (snow) starts with the same field."""
+    for kind in {s.attrs.weather for s in states if s.attrs.weather != "clear"}:
+        frames = [i for i, s in enumerate(states) if s.attrs.weather == kind]
+        x0, y0, speed, phase = _particles(kind)
+        t = np.array([states[i].t - states[i].weather_start for i in frames], np.float64)[:, None]
         fy = y0 + speed * t
         if kind == "rain":
             fx = x0 - 0.35 * speed * t
@@ -438,7 +449,7 @@ def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.
     `switch_at` forces the switch onto that frame.
     """
     first = sample_attributes(rng, split)
-    state = spawn_state(rng, first) if spawn else initial_state(rng, first)
+    state = spawn_state(first) if spawn else initial_state(rng, first)
     boundaries = range(switch_align, n_frames, switch_align)
     switch = None
     if switch_at is not None:
