@@ -9,6 +9,7 @@ import time
 
 import msgpack
 import pytest
+import zmq
 
 from protocol import ErrorCode
 from protocol.client import Controller, Picture, Viewer
@@ -106,3 +107,58 @@ def test_heartbeats_keep_their_period_during_a_long_step(pipe):
         assert all(isinstance(b, Heartbeat) for b in beats)
         gaps = [b.time - a.time for a, b in zip(beats, beats[1:])]
         assert max(gaps) < 0.45, gaps
+
+
+def test_viewers_that_never_read_and_clients_that_vanish_cost_the_others_nothing(pipe):
+    """Default hwm: five viewers subscribed to everything never read; controllers and viewers
+    vanish mid-stream, one with an event still pending. A reading viewer misses nothing and a
+    controller's events are answered throughout."""
+    context = zmq.Context()
+    config = DaemonConfig(control=TCP, stream=TCP)
+    try:
+        with serve_in_thread(pipe, config) as daemon, Controller(*daemon.endpoints) as ctl, \
+                Viewer(daemon.endpoints[1], acks=False, status=False) as view:
+            control, stream = daemon.endpoints
+            stalled = []
+            for _ in range(5):
+                sock = context.socket(zmq.SUB)
+                sock.rcvhwm = 1
+                sock.connect(stream)
+                sock.subscribe(b"")
+                stalled.append(sock)
+            first = next(view.frames(timeout=20)).frame.frame
+            for round_ in range(3):
+                with Controller(control, stream) as gone:  # pending far ahead, then gone
+                    gone.send_prompt("a blue cube", at_frame=first + 10_000).accepted_frame(10)
+                    gone.send_prompt("a red ball")  # not even waited for
+                with Viewer(stream, sessions=None, encoding="jpeg") as brief:
+                    next(brief.frames(timeout=10))
+                assert ctl.send_prompt(("a green tree", "a red ball", "a blue cube")[round_]).result(10).status \
+                    in ("applied", "superseded")
+            target = first + 15 * pipe.frames_per_block
+            pictures = []
+            for picture in view.frames(timeout=10):
+                pictures.append(picture)
+                if picture.frame.frame >= target:
+                    break
+            status, = ctl.status("main")
+    finally:
+        context.destroy(linger=0)
+    assert view.missed == 0 and status.pending_events >= 1  # the vanished controller's prompt still waits
+    assert pictures[-1].frame.frame >= target
+
+
+def test_a_reconnect_storm_of_short_lived_controllers(pipe):
+    config = DaemonConfig(control=TCP, stream=TCP)
+    with serve_in_thread(pipe, config) as daemon, Viewer(daemon.endpoints[1], acks=False, status=False) as view:
+        first = next(view.frames(timeout=20)).frame.frame
+        answered = 0
+        for _ in range(4):  # 4 waves of 25 controllers, each connects, sends, waits, disconnects
+            wave = [Controller(*daemon.endpoints) for _ in range(25)]
+            tickets = [ctl.event("tick", {"n": i}) for i, ctl in enumerate(wave)]
+            answered += sum(t.result(10).status == "applied" for t in tickets)
+            for ctl in wave:
+                ctl.close()
+        last = next(view.frames(timeout=10)).frame.frame
+        assert set(daemon.sessions) == {"main"}
+    assert answered == 100 and view.missed == 0 and last > first
