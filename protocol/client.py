@@ -79,6 +79,7 @@ class Ticket:
     def __init__(self, controller: Controller, msg: ControlMessage) -> None:
         self.msg = msg
         self.accepted: Ack | None = None
+        self.sends = 1  # times the event was published (first send and resends)
         self.statuses: dict[str, Status] = {}  # for status requests: the answers so far
         self._controller = controller
         self._final: Ack | None = None
@@ -143,8 +144,10 @@ class Ticket:
 class Controller:
     """Publishes events to a daemon's control socket and follows their acks on its stream.
     Every event method returns a `Ticket` at once; nothing blocks until you ask for a result.
-    An unanswered event is resent every `resend_interval` s, an accepted one (the daemon has
-    it) every `accepted_resend_interval` s in case its final ack was lost."""
+    An unanswered event is resent after `resend_interval` s, then after twice as long each
+    time up to `accepted_resend_interval` (exponential backoff: a daemon slow to answer under
+    load is not buried in resends); an accepted one (the daemon has it) every
+    `accepted_resend_interval` s in case its final ack was lost."""
 
     def __init__(self, control: str = C.DEFAULT_CONTROL_ENDPOINT, stream: str = C.DEFAULT_STREAM_ENDPOINT, *,
                  name: str | None = None, context: zmq.Context | None = None, curve: CurveClient | None = None,
@@ -182,6 +185,11 @@ class Controller:
         """Publish `msg` and wait for its final ack; RemoteError if the daemon refuses it."""
         return self.submit(msg).result(timeout)
 
+    def _resend_wait(self, ticket: Ticket) -> float:
+        if ticket.accepted:
+            return self.accepted_resend_interval
+        return min(self.resend_interval * 2 ** (ticket.sends - 1), self.accepted_resend_interval)
+
     @property
     def outstanding(self) -> int:
         """Events sent and not yet finally answered."""
@@ -194,8 +202,8 @@ class Controller:
         for ticket, resend_at in list(self._open.values()):
             if resend_at <= now:
                 self.publish(ticket.msg)
-                wait = self.accepted_resend_interval if ticket.accepted else self.resend_interval
-                self._open[ticket.event_id] = (ticket, now + wait)
+                ticket.sends += 1
+                self._open[ticket.event_id] = (ticket, now + self._resend_wait(ticket))
         if self._open:
             next_resend = min(at for _, at in self._open.values()) - now
             timeout = next_resend if timeout is None else min(timeout, next_resend)

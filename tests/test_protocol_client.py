@@ -90,6 +90,22 @@ def test_send_prompt_resends_until_acked(context):
         peer.close()
 
 
+def test_unanswered_events_back_off_exponentially(context):
+    """A daemon that never answers sees the event at 0, 0.1, 0.3, 0.7, 1.5, 2.3 s ... (intervals
+    doubling up to the accepted interval), not every 0.1 s: under load, resends must not bury it."""
+    peer = Peer(lambda msg, seen: [])
+    try:
+        with Controller(peer.control, peer.stream, context=context, resend_interval=0.1,
+                        accepted_resend_interval=0.8) as ctl:
+            ticket = ctl.send_prompt("a red ball")
+            with pytest.raises(TimeoutError):
+                ticket.result(timeout=2.4)
+        (_, copies), = peer.copies.items()
+        assert 5 <= ticket.sends <= 7 and copies <= ticket.sends  # a fixed 0.1 s interval: 24 sends
+    finally:
+        peer.close()
+
+
 def test_error_reply_raises_remote_error(context):
     def reply(msg, _seen):
         return [Error(id="e", event_id=msg.id, code=int(ErrorCode.BAD_PROMPT), name="BAD_PROMPT",

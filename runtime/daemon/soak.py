@@ -3,8 +3,8 @@ became of every event.
 
 Each controller is what SPEC.md describes: its own PUB to the control socket (its own
 `client` name, so its own rate budget) and its own SUB on the stream for `ack` and
-`error`; it resends an event every 0.25 s until it is accepted, then every 2 s until its
-final answer (SPEC section 6). Events are prompts (half), seeds and game events (a quarter
+`error`; it resends an event until it is accepted after 0.25 s, then twice as long each time
+up to 2 s (the Python client's backoff), then every 2 s until its final answer (SPEC section 6). Events are prompts (half), seeds and game events (a quarter
 each) spread over a few sessions. The figures: events sent, accepted, applied, superseded,
 errored (by code), lost (no final answer by the end), events with two different final
 answers (must be none), send -> first answer latency, frames produced against the paced
@@ -61,6 +61,11 @@ class _Event:
     finals: set[str] = field(default_factory=set)  # ids of distinct final messages
     outcome: str | None = None  # applied, superseded, or an error name
     accepted: bool = False
+    sends: int = 1
+
+    def resend_wait(self) -> float:
+        """The Controller's rule: backoff doubling from RESEND_S while unaccepted, then ACCEPTED_RESEND_S."""
+        return ACCEPTED_RESEND_S if self.accepted else min(RESEND_S * 2 ** (self.sends - 1), ACCEPTED_RESEND_S)
 
 
 def rss_mib(pid: int) -> float:
@@ -194,7 +199,8 @@ def run_load(control: str, stream: str, plan: LoadPlan, memory: Callable[[], flo
                     continue
                 clients[i].pub.send_multipart(encode(event.msg), zmq.NOBLOCK)
                 resent += 1
-                heapq.heappush(resends, (now + (ACCEPTED_RESEND_S if event.accepted else RESEND_S), event_id, i))
+                event.sends += 1
+                heapq.heappush(resends, (now + event.resend_wait(), event_id, i))
             if memory and now >= next_sample:
                 rss.append(memory())
                 next_sample = now + 1.0
