@@ -234,7 +234,4 @@ def _change_options(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {k: payload[k] for k in CHANGE_KEYS if payload.get(k) is not None}
 
 
-_plugin = Composer()
-longlive_configure = _plugin.longlive_configure
-longlive_rewrite_prompt = _plugin.longlive_rewrite_prompt
-longlive_game_event = _plugin.longlive_game_event
+longlive_plugin = Composer()  # what the host registers (plugins/host.py)

@@ -3,7 +3,8 @@
 This module *is* the documented contract (docs/PLUGINS.md explains it with examples). A
 plugin is any module or object with functions named like the hooks below and marked with
 ``@hookimpl``; it implements only the hooks it needs and may ask for any subset of a hook's
-arguments, by name.
+arguments, by name. A module whose hooks are methods of one object names that object
+``longlive_plugin``; the host registers it instead of the module.
 
 Every hook is named ``longlive_<what>`` (greppable, no clash with other pluggy projects);
 calls are keyword-only.

@@ -37,6 +37,7 @@ BUILTINS = {  # short names accepted by --plugin and the config file's `enable` 
 }
 OBSERVER_HOOKS = ("daemon_started", "session_opened", "session_status", "event_acked", "frames",
                   "session_closed", "daemon_stopping")  # hook names without the longlive_ prefix
+PLUGIN_ATTRIBUTE = "longlive_plugin"  # a module's hook-carrying object, registered instead of the module
 _STOP = object()
 
 
@@ -124,7 +125,7 @@ class PluginHost:
         if name is None:
             name = Path(spec).stem if spec.endswith(".py") else spec
         try:
-            plugin = _import(BUILTINS.get(spec, spec))
+            plugin = _plugin_object(_import(BUILTINS.get(spec, spec)))
         except Exception as exc:
             self._disable(name, f"failed to load: {exc}", exc)
             return None
@@ -135,7 +136,7 @@ class PluginHost:
         loaded = []
         for entry in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             try:
-                plugin = entry.load()
+                plugin = _plugin_object(entry.load())
             except Exception as exc:
                 self._disable(entry.name, f"entry point {entry.value} failed to load: {exc}", exc)
                 continue
@@ -274,6 +275,12 @@ class PluginHost:
 def _caller(pm: pluggy.PluginManager, hook: str) -> pluggy.HookCaller:
     """The caller of ``longlive_<hook>``; the host's methods name hooks without the prefix."""
     return getattr(pm.hook, f"{hookspecs.PROJECT}_{hook}")
+
+
+def _plugin_object(loaded: object) -> object:
+    """What to register for a loaded module or entry point: its ``longlive_plugin`` object when it
+    has one (a plugin whose hooks are methods of one instance), else the module itself."""
+    return getattr(loaded, PLUGIN_ATTRIBUTE, loaded)
 
 
 def _import(spec: str) -> object:

@@ -198,11 +198,4 @@ class Metrics:
         log.info("metrics: endpoint closed")
 
 
-_plugin = Metrics()
-longlive_configure = _plugin.longlive_configure
-longlive_daemon_started = _plugin.longlive_daemon_started
-longlive_session_opened = _plugin.longlive_session_opened
-longlive_session_status = _plugin.longlive_session_status
-longlive_event_acked = _plugin.longlive_event_acked
-longlive_session_closed = _plugin.longlive_session_closed
-longlive_daemon_stopping = _plugin.longlive_daemon_stopping
+longlive_plugin = Metrics()  # what the host registers (plugins/host.py)

@@ -510,7 +510,4 @@ class OscPlugin:
             self.bridge = None
 
 
-_plugin = OscPlugin()
-longlive_configure = _plugin.longlive_configure
-longlive_daemon_started = _plugin.longlive_daemon_started
-longlive_daemon_stopping = _plugin.longlive_daemon_stopping
+longlive_plugin = OscPlugin()  # what the host registers (plugins/host.py)

@@ -279,10 +279,4 @@ class Recorder:
             self.recordings.popitem()[1].close(None)
 
 
-_plugin = Recorder()
-longlive_configure = _plugin.longlive_configure
-longlive_session_opened = _plugin.longlive_session_opened
-longlive_frames = _plugin.longlive_frames
-longlive_event_acked = _plugin.longlive_event_acked
-longlive_session_closed = _plugin.longlive_session_closed
-longlive_daemon_stopping = _plugin.longlive_daemon_stopping
+longlive_plugin = Recorder()  # what the host registers (plugins/host.py)

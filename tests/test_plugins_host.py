@@ -310,3 +310,25 @@ def test_arcade_rules_keep_a_world_per_session_reset_when_it_reopens():
     host.rewrite_prompt(SESSION, "anything", EventInfo("o", "open"))
     assert host.game_event(SESSION, "jump", {})[0].text == (
         "a red ball bounces up and down across a grassy meadow under a sunny daytime sky")
+
+
+def test_a_module_naming_its_plugin_object_registers_that_object(tmp_path):
+    (tmp_path / "stateful.py").write_text(textwrap.dedent("""
+        from plugins import hookimpl
+
+        class Counter:
+            def __init__(self):
+                self.seen = 0
+
+            @hookimpl
+            def longlive_game_event(self, name):
+                self.seen += 1
+                return f"a ball bounces {self.seen}" if name == "jump" else None
+
+        longlive_plugin = Counter()
+    """))
+    host = PluginHost(builtin_models=False)
+    assert host.load(str(tmp_path / "stateful.py")) == "stateful"
+    assert type(host.pm.get_plugin("stateful")).__name__ == "Counter"
+    assert host.game_event(SESSION, "jump", {})[0].text == "a ball bounces 1"
+    assert host.game_event(SESSION, "jump", {})[0].text == "a ball bounces 2"
