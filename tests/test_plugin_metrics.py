@@ -4,15 +4,11 @@ scraped frame count equals the frames a viewer received."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from plugins.hookspecs import AckInfo, SessionInfo
 from plugins.host import PluginHost
 from plugins.metrics import Metrics
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.serve_child import serve_with_plugin
 
 
 def session(name: str = "main") -> SessionInfo:
@@ -191,12 +186,7 @@ def test_daemon_frames_counted_end_to_end():
 
 
 def test_longlive_serve_logs_the_port_it_picked(tmp_path):
-    (tmp_path / "plugins.toml").write_text("[metrics]\nport = 0\n")
-    endpoints = ["--control", f"ipc://{tmp_path}/control", "--stream", f"ipc://{tmp_path}/stream"]
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "--model", "random-small", "--threads", "1",
-                             "--plugin", "metrics", "--plugin-config", str(tmp_path / "plugins.toml"), *endpoints],
-                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = serve_with_plugin(tmp_path, "metrics", "[metrics]\nport = 0\n")
     try:
         url = None
         while url is None:

@@ -21,8 +21,8 @@ from plugins.osc import OscBridge, OscPlugin, OscRefused, OscSettings, Translato
 from protocol.client import Picture, Viewer
 from protocol.constants import ErrorCode
 from protocol.messages import GameEvent, Pause, Prompt, Resume, Seed
+from tests.serve_child import serve_with_plugin
 
-ROOT = Path(__file__).resolve().parents[1]
 TCP = "tcp://127.0.0.1:*"
 
 
@@ -324,12 +324,7 @@ def test_stop_closes_the_sockets_and_frees_the_port(tmp_path):
 
 
 def test_longlive_serve_with_the_osc_plugin(tmp_path):
-    (tmp_path / "plugins.toml").write_text("[osc]\nport = 0\n")
-    endpoints = ["--control", f"ipc://{tmp_path}/control", "--stream", f"ipc://{tmp_path}/stream"]
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "--model", "random-small", "--threads", "1",
-                             "--plugin", "osc", "--plugin-config", str(tmp_path / "plugins.toml"), *endpoints],
-                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = serve_with_plugin(tmp_path, "osc", "[osc]\nport = 0\n")
     peer = OscPeer()
     try:
         port = None

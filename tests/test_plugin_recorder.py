@@ -21,6 +21,7 @@ from plugins.hookspecs import AckInfo, SessionInfo
 from plugins.host import PluginHost
 from plugins.recorder import Recorder, VideoWriter
 from plugins.timeline import read_timeline
+from tests.serve_child import serve_with_plugin
 
 FPS = 16.0
 SHAPE = (64, 64)
@@ -311,12 +312,7 @@ def test_daemon_session_recorded_end_to_end(tmp_path):
 def test_sigterm_to_longlive_serve_closes_the_recording_cleanly(tmp_path):
     from protocol.client import Viewer
 
-    (tmp_path / "plugins.toml").write_text(f'[recorder]\ndir = "{tmp_path / "rec"}"\n')
-    endpoints = ["--control", f"ipc://{tmp_path}/control", "--stream", f"ipc://{tmp_path}/stream"]
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "--model", "random-small", "--threads", "1",
-                             "--plugin", "recorder", "--plugin-config", str(tmp_path / "plugins.toml"), *endpoints],
-                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = serve_with_plugin(tmp_path, "recorder", f'[recorder]\ndir = "{tmp_path / "rec"}"\n')
     try:
         while not (line := proc.stdout.readline()).startswith("longlive: serving"):
             assert line, "serve did not start"
