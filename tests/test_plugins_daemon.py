@@ -266,3 +266,30 @@ def test_a_refused_event_is_an_error_with_the_plugins_reason(pipe):
     assert refused.value.code == ErrorCode.EVENT_REFUSED
     assert "plugin gate refused: teleport is not allowed here" in str(refused.value)
     assert status.plugins == ("gate",)
+
+
+def test_a_plugins_unusable_prompt_change_is_bad_prompt_naming_the_plugin(pipe):
+    """A plugin's change obeys the rules of a controller's `prompt` message."""
+    from plugins import PromptChange
+    from protocol import constants as C
+    from protocol.client import RemoteError
+    from protocol.constants import ErrorCode
+
+    class Sloppy:
+        @hookimpl
+        def longlive_game_event(self, name):
+            return {"sideways": PromptChange("a red ball", transition="sideways"),
+                    "blend": PromptChange("a red ball", transition="blend"),
+                    "long": PromptChange("a" * (C.MAX_PROMPT_CHARS + 1))}.get(name)
+
+    host = PluginHost(builtin_models=False)
+    host.register(Sloppy(), "sloppy")
+    with serve(pipe, host) as daemon, Controller(*daemon.endpoints) as ctl:
+        for name, why in (("sideways", "transition"), ("blend", "blend_blocks"), ("long", "text")):
+            with pytest.raises(RemoteError) as refused:
+                ctl.event(name, {}).result()
+            assert refused.value.code == ErrorCode.BAD_PROMPT
+            assert f"plugin sloppy mapped event {name!r} to an unusable prompt change" in str(refused.value)
+            assert why in str(refused.value)
+        status = ctl.status("main")[0]
+    assert status.plugins == ("sloppy",)  # refused changes do not disable the plugin

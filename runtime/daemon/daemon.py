@@ -33,7 +33,7 @@ from protocol.constants import ErrorCode
 from protocol.errors import ProtocolError
 from protocol.messages import (Ack, Close, ControlMessage, Error, EventNotice, Frame, GameEvent, Heartbeat, Open,
                                Pause, Prompt, Resume, Seed, Status, StatusRequest, StreamMessage)
-from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, PromptChange, Refused, SessionInfo
+from plugins.hookspecs import AckInfo, DaemonInfo, EventInfo, Refused, SessionInfo
 from plugins.host import PluginHost
 from runtime.daemon.admission import RateLimiter, RecentEvents
 from runtime.daemon.pacing import Pacer
@@ -516,10 +516,12 @@ class Daemon:
         if change is None:
             self._ack(msg.id, msg.TYPE, session, None)
             return
-        problem = _change_problem(change)
-        if problem:
+        try:  # the rules of a controller's `prompt` message hold for a plugin's change too
+            Prompt(id=msg.id, session=session.name, text=change.text, transition=change.transition,
+                   blend_blocks=change.blend_blocks, at_frame=change.at_frame)
+        except ProtocolError as exc:
             raise ProtocolError(ErrorCode.BAD_PROMPT, f"plugin {plugin} mapped event {msg.name!r} to an unusable "
-                                f"prompt change: {problem}")
+                                f"prompt change: {exc.message}") from None
         self._queue_prompt(session, EventInfo(msg.id, msg.TYPE, msg.client, msg.name, msg.payload), change.text,
                            change.transition, change.blend_blocks, change.at_frame, now)
 
@@ -614,17 +616,3 @@ class Daemon:
         with self._wake_lock:
             self._wake_send.close()
         self.context.term()
-
-
-def _change_problem(change: PromptChange) -> str | None:
-    """Why a plugin's prompt change cannot be queued, or None."""
-    if not isinstance(change.text, str) or not change.text.strip() or len(change.text) > C.MAX_PROMPT_CHARS:
-        return f"text must be 1..{C.MAX_PROMPT_CHARS} characters, got {change.text!r:.80}"
-    if change.transition not in C.TRANSITIONS:
-        return f"transition {change.transition!r} is not one of {list(C.TRANSITIONS)}"
-    if change.transition == "blend" and not (isinstance(change.blend_blocks, int)
-                                             and 1 <= change.blend_blocks <= C.MAX_BLEND_BLOCKS):
-        return f"a blend needs blend_blocks in 1..{C.MAX_BLEND_BLOCKS}"
-    if change.at_frame is not None and not (isinstance(change.at_frame, int) and change.at_frame >= 0):
-        return f"at_frame must be a frame index >= 0, got {change.at_frame!r}"
-    return None
