@@ -12,7 +12,7 @@ import pytest
 
 from demos.link import Link
 from demos.screenshots import headless_window, pixels, press, run_until, toy_daemon, viewer_scene
-from demos.ui import ACCENT, BAD, GOOD, PANEL, PANEL_BG, STREAM, STRIP, check_prompt, run, strip_cells
+from demos.ui import ACCENT, BAD, EMPTY, GOOD, PANEL, PANEL_BG, STREAM, STRIP, check_prompt, run, strip_cells
 from demos.viewer import PRESETS, ViewerApp
 from plugins.timeline import read_timeline
 
@@ -52,15 +52,23 @@ def test_viewer_stream_hud_keys_box_and_recording(tmp_path):
             assert app.link.picture.frame.frame >= ack.frame and sent.latency_ms > 0
 
             # the cache strip: one cell per window frame, the sink's in amber, held ones lit
+            def frames_held() -> int:  # window frames held, per the status the strip is drawn from (every 2 s)
+                return round(app.link.status.cache_fill * app.link.status.cache_window_frames)
+
+            for _ in range(300):  # up to 5 s of window frames for a status showing the ring in use
+                if frames_held() > app.link.status.cache_sink_frames:
+                    break
+                run(app, 1)
             status = app.link.status
             sink, window = status.cache_sink_frames, status.cache_window_frames
-            assert 0 < sink < window and status.cache_fill == 1.0
+            held = frames_held()
+            assert 0 < sink < held <= window
             surface = pygame.display.get_surface()
             app.draw(surface)
             image = pixels(surface)
             middle = STRIP.y + STRIP.h // 2
             colours = [tuple(image[middle, (x0 + x1) // 2]) for x0, x1 in strip_cells(window)]
-            assert colours == [ACCENT] * sink + [GOOD] * (window - sink)
+            assert colours == [ACCENT] * sink + [GOOD] * (held - sink) + [EMPTY] * (window - held)
 
             # the HUD draws text: the panel differs from the same frame drawn without it
             app.draw(surface)
