@@ -65,7 +65,7 @@ class Link:
     def __init__(self, control: str, stream: str, session: str = C.DEFAULT_SESSION, name: str = "demo") -> None:
         self.control, self.stream, self.session = control, stream, session
         self.viewer = Viewer(stream, sessions=[session], heartbeats=True)
-        self.ctl = Controller(control, stream, name=f"{name}-{id(self) & 0xffff:x}")
+        self.ctl = Controller(control, name=f"{name}-{id(self) & 0xffff:x}")
         self.pending: deque[Picture] = deque()  # received, not yet due
         self.picture: Picture | None = None  # on screen now
         self.status: Status | None = None

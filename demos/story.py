@@ -86,7 +86,7 @@ class StoryThread:
         self.alive, self.stall_s = alive, stall_s
         self.board = Board()
         self._stop, self._replay = threading.Event(), threading.Event()
-        self.game = Controller(control, stream, name="story-window")  # the window's thread only
+        self.game = Controller(control, name="story-window")  # the window's thread only
         self._choice: Ticket | None = None
         self._thread = threading.Thread(target=self._run, name="story", daemon=True)
         self._thread.start()
@@ -140,7 +140,7 @@ class StoryThread:
         config = LiveConfig(control=self.control, stream=self.stream, session=self.session,
                             terminal=False, stall_s=self.stall_s, keep_open=True)
         self._close_session()  # a session left from an earlier run
-        with Controller(self.control, self.stream) as ctl, \
+        with Controller(self.control) as ctl, \
                 Viewer(self.stream, sessions=[self.session], acks=False, errors=False, status=False,
                        events=True) as viewer:
             driver = _ScreenDriver(self.board, self._stop, config, ctl, viewer)
@@ -154,7 +154,7 @@ class StoryThread:
                 driver.close(failed)
 
     def _close_session(self) -> None:
-        with Controller(self.control, self.stream) as ctl:
+        with Controller(self.control) as ctl:
             try:
                 ctl.close_session(self.session).result(2.0)
             except (RemoteError, TimeoutError):

@@ -32,7 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     osc = subparsers.add_parser("osc", help="bridge OSC messages (UDP) to a running daemon")
     osc.add_argument("--control", default=C.DEFAULT_CONTROL_ENDPOINT, help="the daemon's control endpoint")
-    osc.add_argument("--stream", default=C.DEFAULT_STREAM_ENDPOINT, help="the daemon's stream endpoint")
     osc.add_argument("--host", default="127.0.0.1", help="address to listen on for OSC")
     osc.add_argument("--port", type=int, default=9000, help="UDP port to listen on (0: any free one)")
     osc.add_argument("--session", default=C.DEFAULT_SESSION, help="session of messages that name none")
@@ -88,7 +87,7 @@ def cmd_osc(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stop.set())
     try:
-        bridge = OscBridge(args.control, args.stream, settings).start()
+        bridge = OscBridge(args.control, settings).start()
     except OSError as exc:
         print(f"longlive osc: {exc.strerror}", file=sys.stderr)
         return 2

@@ -2,16 +2,16 @@
 (docs/plugins/osc.md).
 
 Show tools and engines (TouchDesigner, Max, Unity/Unreal OSC packages) speak OSC over UDP.
-The bridge is a *controller*: it reaches the daemon only through the protocol (a PUB on the
-control endpoint, a SUB on the stream endpoint for ``ack`` and ``error``), never through the
+The bridge is a *controller*: it reaches the daemon only through the protocol (a DEALER on
+the control endpoint, which carries its events out and their answers back), never through the
 daemon's internals, so it works the same inside ``longlive serve --plugin osc`` and as a
-separate program (``OscBridge(control, stream).start()``).
+separate program (``OscBridge(control).start()``).
 
-One thread owns every socket (the UDP socket, both ZeroMQ sockets and a wake-up pair) and
-polls them together: an OSC message is translated and published at once, and acks are
-matched as they arrive, so the OSC receive path never waits for an answer. Each event is
-resent with its id until the daemon answers it (PUB/SUB drops what is sent before the
-connection is up; the daemon treats a repeated id as the same event), with the schedule of
+One thread owns every socket (the UDP socket, the ZeroMQ DEALER and a wake-up pair) and
+polls them together: an OSC message is translated and sent at once, and acks are matched
+as they arrive, so the OSC receive path never waits for an answer. Each event is resent
+with its id until the daemon answers it (an answer can be lost to a daemon restart; the
+daemon treats a repeated id as the same event), with the schedule of
 ``protocol.client.Controller``.
 
 Addresses (arguments in ``<>`` are required, in ``[]`` optional; ``session`` defaults to the
@@ -63,7 +63,7 @@ RESEND_S, ACCEPTED_RESEND_S = 0.25, 2.0  # as protocol.client.Controller: fast u
 NO_ANSWER = (0, "NO_ANSWER")  # the bridge's own error, not a daemon code
 MAX_OUTSTANDING = 256  # events awaiting an answer; more are refused (TOO_MANY_PENDING) rather than queued
 MAX_DATAGRAM = 65535
-READS_PER_TURN = 64  # datagrams or stream messages read before looking at the other sockets
+READS_PER_TURN = 64  # datagrams or daemon answers read before looking at the other sockets
 
 
 # ---------------------------------------------------------------- settings
@@ -278,15 +278,15 @@ class _Pending:
 
 
 class OscBridge:
-    """Listens for OSC on UDP and steers the daemon at ``control``/``stream`` through the protocol.
+    """Listens for OSC on UDP and steers the daemon at ``control`` through the protocol; the
+    daemon's answers come back on the same connection.
 
     ``start()`` binds and connects (errors raise there) and starts the bridge's one thread;
     ``stop()`` ends it and closes every socket. ``curve`` holds the keys for a CURVE daemon."""
 
-    def __init__(self, control: str = C.DEFAULT_CONTROL_ENDPOINT, stream: str = C.DEFAULT_STREAM_ENDPOINT,
-                 settings: OscSettings = OscSettings(), *, curve: CurveClient | None = None,
-                 context: zmq.Context | None = None) -> None:
-        self.control, self.stream, self.settings, self.curve = control, stream, settings, curve
+    def __init__(self, control: str = C.DEFAULT_CONTROL_ENDPOINT, settings: OscSettings = OscSettings(), *,
+                 curve: CurveClient | None = None, context: zmq.Context | None = None) -> None:
+        self.control, self.settings, self.curve = control, settings, curve
         self.client = f"osc-{uuid.uuid4().hex[:8]}"
         self.translator = Translator(settings.session, self.client)
         self._context = context or zmq.Context.instance()
@@ -319,20 +319,16 @@ class OscBridge:
         self._wake_recv, self._wake_send = socket.socketpair()
         self._wake_recv.setblocking(False)
         # Created here, used only by the bridge's thread from now on (thread start is the hand-over).
-        self.control_pub = self._context.socket(zmq.PUB)
-        self.stream_sub = self._context.socket(zmq.SUB)
+        self.dealer = self._context.socket(zmq.DEALER)
         try:
-            for sock, endpoint in ((self.control_pub, self.control), (self.stream_sub, self.stream)):
-                sock.linger = 0
-                if self.curve is not None:
-                    self.curve.apply(sock)
-                sock.connect(endpoint)
+            self.dealer.linger = 0
+            if self.curve is not None:
+                self.curve.apply(self.dealer)
+            self.dealer.connect(self.control)
         except zmq.ZMQError as exc:
-            for sock in (self.control_pub, self.stream_sub, self._udp, self._wake_recv, self._wake_send):
+            for sock in (self.dealer, self._udp, self._wake_recv, self._wake_send):
                 sock.close()
-            raise ValueError(f"the OSC bridge cannot connect to {self.control} / {self.stream}: {exc}") from None
-        for topic in (C.TOPIC_ACK, C.TOPIC_ERROR):
-            self.stream_sub.subscribe(topic.encode())
+            raise ValueError(f"the OSC bridge cannot connect to {self.control}: {exc}") from None
         self._thread = threading.Thread(target=self._run, name="osc-bridge", daemon=True)
         self._thread.start()
         log.info("osc: listening on udp %s:%d for %s*, steering %s (session %s)", *self.address, PREFIX,
@@ -361,7 +357,7 @@ class OscBridge:
 
     def _run(self) -> None:
         poller = zmq.Poller()
-        for sock in (self._udp, self.stream_sub, self._wake_recv):
+        for sock in (self._udp, self.dealer, self._wake_recv):
             poller.register(sock, zmq.POLLIN)
         udp, wake = self._udp.fileno(), self._wake_recv.fileno()
         try:
@@ -370,7 +366,7 @@ class OscBridge:
                     events = dict(poller.poll(self._poll_ms()))
                     if udp in events:
                         self._read_osc()
-                    if self.stream_sub in events:
+                    if self.dealer in events:
                         self._read_answers()
                     if wake in events:
                         self._wake_recv.recv(64)
@@ -382,8 +378,7 @@ class OscBridge:
             for pending in self._pending.values():
                 log.warning("osc: stopping with %s event %s unanswered", pending.msg.TYPE, pending.msg.id)
             self._pending.clear()
-            for sock in (self.control_pub, self.stream_sub):
-                sock.close()
+            self.dealer.close()
             self._udp.close()
             self._wake_recv.close()
 
@@ -428,12 +423,12 @@ class OscBridge:
             else:
                 now = time.monotonic()
                 self._pending[msg.id] = _Pending(msg, reply_to, now + RESEND_S, now + self.settings.no_answer_s)
-                self.control_pub.send_multipart(encode(msg))
+                self._send(msg)
 
     def _read_answers(self) -> None:
         for _ in range(READS_PER_TURN):
             try:
-                parts = self.stream_sub.recv_multipart(zmq.NOBLOCK)
+                parts = self.dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -443,7 +438,7 @@ class OscBridge:
                 continue
             pending = self._pending.get(getattr(reply, "event_id", None) or "")
             if pending is None:
-                continue  # another controller's answer, or a repeat of one already forwarded
+                continue  # a repeat of an answer already forwarded
             if isinstance(reply, Error):
                 del self._pending[reply.event_id]
                 self._reply(pending.reply_to, osc_message(ERROR_ADDRESS, reply.event_id, reply.code, reply.name,
@@ -466,8 +461,14 @@ class OscBridge:
                                                           f"no answer from the daemon at {self.control} "
                                                           f"in {self.settings.no_answer_s:g} s; is it running?"))
             elif now >= pending.resend_at:
-                self.control_pub.send_multipart(encode(pending.msg))
+                self._send(pending.msg)
                 pending.resend_at = now + (ACCEPTED_RESEND_S if pending.accepted else RESEND_S)
+
+    def _send(self, msg: ControlMessage) -> None:
+        try:
+            self.dealer.send_multipart(encode(msg), zmq.NOBLOCK)
+        except zmq.Again:  # no daemon for a long while: the resend timer tries again
+            log.debug("osc: the control queue is full; %s will be resent", msg.id)
 
     def _refuse(self, reply_to: tuple[str, int], sender: tuple[str, int], refused: OscRefused) -> None:
         log.warning("osc: refused a message from %s:%d: %s", *sender, refused.message)
@@ -501,7 +502,7 @@ class OscPlugin:
     def longlive_daemon_started(self, daemon: DaemonInfo) -> None:
         if self.bridge is not None:
             self.bridge.stop()
-        self.bridge = OscBridge(daemon.control, daemon.stream, self.settings, curve=self.curve).start()
+        self.bridge = OscBridge(daemon.control, self.settings, curve=self.curve).start()
 
     @hookimpl
     def longlive_daemon_stopping(self) -> None:

@@ -9,9 +9,10 @@
         for picture in view.frames(timeout=5):
             print(picture.frame.frame, picture.image.shape)
 
-PUB/SUB loses whatever is sent before a connection (and its subscriptions) is up. The
-controller therefore resends an event until it is answered; the daemon treats a repeated
-id as the same event, so resending is safe. No sleeps are involved.
+The controller's DEALER socket carries its events to the daemon and their answers back.
+An answer can still be lost (a daemon restart, a connection that drops), so the controller
+resends an event until it is answered; the daemon treats a repeated id as the same event,
+so resending is safe. No sleeps are involved.
 """
 
 from __future__ import annotations
@@ -142,26 +143,21 @@ class Ticket:
 
 
 class Controller:
-    """Publishes events to a daemon's control socket and follows their acks on its stream.
-    Every event method returns a `Ticket` at once; nothing blocks until you ask for a result.
-    An unanswered event is resent after `resend_interval` s, then after twice as long each
-    time up to `accepted_resend_interval` (exponential backoff: a daemon slow to answer under
-    load is not buried in resends); an accepted one (the daemon has it) every
-    `accepted_resend_interval` s in case its final ack was lost."""
+    """Sends events to a daemon's control socket and reads their answers from the same
+    connection (SPEC section 1). Every event method returns a `Ticket` at once; nothing
+    blocks until you ask for a result. An unanswered event is resent after
+    `resend_interval` s, then after twice as long each time up to `accepted_resend_interval`
+    (exponential backoff: a daemon slow to answer under load is not buried in resends); an
+    accepted one (the daemon has it) every `accepted_resend_interval` s in case its final ack
+    was lost."""
 
-    def __init__(self, control: str = C.DEFAULT_CONTROL_ENDPOINT, stream: str = C.DEFAULT_STREAM_ENDPOINT, *,
-                 name: str | None = None, context: zmq.Context | None = None, curve: CurveClient | None = None,
+    def __init__(self, control: str = C.DEFAULT_CONTROL_ENDPOINT, *, name: str | None = None,
+                 context: zmq.Context | None = None, curve: CurveClient | None = None,
                  resend_interval: float = 0.25, accepted_resend_interval: float = 2.0) -> None:
         self.name = name or f"ctl-{uuid.uuid4().hex[:8]}"
         self.resend_interval = resend_interval
         self.accepted_resend_interval = accepted_resend_interval
-        context = context or zmq.Context.instance()
-        self.control_pub = _socket(context, zmq.PUB, control, curve)
-        self.stream_sub = _socket(context, zmq.SUB, stream, curve)
-        # status first: subscriptions take effect in order, so once acks arrive, the status
-        # messages a status request produces (sent before its ack) arrive too.
-        for topic in (C.TOPIC_STATUS + ".", C.TOPIC_ACK, C.TOPIC_ERROR):
-            self.stream_sub.subscribe(topic.encode())
+        self.control = _socket(context or zmq.Context.instance(), zmq.DEALER, control, curve)
         self._serial = 0
         self._open: dict[str, tuple[Ticket, float]] = {}  # event id -> (ticket, next resend time)
 
@@ -171,8 +167,12 @@ class Controller:
         return f"{self.name}-{self._serial}-{uuid.uuid4().hex[:8]}"
 
     def publish(self, msg: ControlMessage) -> None:
-        """Send once, without waiting (an event may be lost before the connection is up)."""
-        self.control_pub.send_multipart(encode(msg))
+        """Send once, without waiting: queued until the connection is up; dropped if the
+        queue is full (no daemon for a long while), which a resend makes good."""
+        try:
+            self.control.send_multipart(encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def submit(self, msg: ControlMessage) -> Ticket:
         """Publish `msg` and return its ticket; it is resent while its tickets are waited on."""
@@ -207,11 +207,11 @@ class Controller:
         if self._open:
             next_resend = min(at for _, at in self._open.values()) - now
             timeout = next_resend if timeout is None else min(timeout, next_resend)
-        if not self.stream_sub.poll(None if timeout is None else max(0.0, timeout) * 1000):
+        if not self.control.poll(None if timeout is None else max(0.0, timeout) * 1000):
             return
         while True:
             try:
-                reply = decode_stream(self.stream_sub.recv_multipart(zmq.NOBLOCK))
+                reply = decode_stream(self.control.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
             key = reply.request_id if isinstance(reply, Status) else getattr(reply, "event_id", None)
@@ -259,8 +259,7 @@ class Controller:
         return list(ticket.statuses.values())
 
     def close(self) -> None:
-        self.control_pub.close()
-        self.stream_sub.close()
+        self.control.close()
 
     def __enter__(self) -> Controller:
         return self

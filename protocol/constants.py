@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 # Control bodies of these versions are accepted: version 2 changed only the daemon's answers
-# (two acks instead of one), so a version-1 event means the same thing (SPEC.md, Versions).
-ACCEPTED_VERSIONS = (1, 2)
+# (two acks instead of one) and version 3 only the control socket's type (answers come back
+# on it), so an event body of an older version means the same thing (SPEC.md, Versions).
+ACCEPTED_VERSIONS = (1, 2, 3)
 
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_STREAM_ENDPOINT = "tcp://127.0.0.1:5556"
@@ -46,6 +47,8 @@ NAME_PATTERN = r"[A-Za-z0-9_-]+"
 HEARTBEAT_PERIOD_S = 1.0
 HEARTBEAT_LIVENESS = 3  # heartbeats missed before a client may consider the daemon gone
 STATUS_PERIOD_S = 2.0  # unsolicited status per session; also sent at once to new subscribers
+CONTROL_READS_PER_TURN = 256  # control messages the daemon reads between two blocks at most
+ANSWER_HWM = 10_000  # answers queued per controller connection before the daemon drops one
 DUPLICATE_MEMORY = 4096  # answered event ids remembered for resends; pending ids are kept until answered
 
 TRANSITIONS = ("recache", "cut", "none", "blend")

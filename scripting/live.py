@@ -267,7 +267,7 @@ class LiveDriver:
 def play(function: StoryFunction, config: LiveConfig, on_picture: Callable[[Picture], None] | None = None,
          out: TextIO = sys.stdout, curve: Any = None) -> LiveResult:
     """Play ``function`` on the daemon at ``config``'s endpoints; returns what the daemon showed."""
-    with Controller(config.control, config.stream, curve=curve) as ctl, \
+    with Controller(config.control, curve=curve) as ctl, \
             Viewer(config.stream, sessions=[config.session], acks=False, errors=False, status=False, events=True,
                    curve=curve) as viewer:
         driver = LiveDriver(config, ctl, viewer, on_picture, out)

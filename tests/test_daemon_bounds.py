@@ -13,6 +13,7 @@ import zmq.auth
 from protocol import ErrorCode
 from protocol import constants as C
 from protocol.client import Controller, RemoteError, Viewer
+from protocol.codec import decode_stream
 from protocol.messages import Ack, Error, GameEvent, Prompt
 from protocol.security import CurveClient
 from runtime.daemon.daemon import DaemonConfig
@@ -31,7 +32,7 @@ def pipe():
 
 def test_pending_bound_and_horizon_then_close_releases_them(pipe):
     config = DaemonConfig(control=TCP, stream=TCP, default_session=None, hwm=1000)
-    with serve_in_thread(pipe, config) as daemon, Controller(*daemon.endpoints) as ctl:
+    with serve_in_thread(pipe, config) as daemon, Controller(daemon.endpoints[0]) as ctl:
         ctl.open("s", seed=0).result(20)
         status, = ctl.status("s")
         with pytest.raises(RemoteError) as far:  # beyond the horizon from the session's next frame
@@ -67,7 +68,7 @@ def _frame_of(ctl: Controller, session: str) -> tuple[int, bool]:
 
 def test_idle_policies_keep_pause_and_close(pipe):
     config = DaemonConfig(control=TCP, stream=TCP, default_session=None)
-    with serve_in_thread(pipe, config) as daemon, Controller(*daemon.endpoints) as ctl:
+    with serve_in_thread(pipe, config) as daemon, Controller(daemon.endpoints[0]) as ctl:
         opened = [ctl.open(name, seed=0, idle=idle, idle_after_s=0.6)
                   for name, idle in (("k", "keep"), ("p", "pause"), ("c", "close"))]
         scheduled = ctl.send_prompt("a blue cube", session="c", at_frame=FAR)
@@ -98,73 +99,77 @@ def test_idle_policies_keep_pause_and_close(pipe):
         assert status.idle == "pause" and status.paused
 
 
+def _answers(ctl: Controller, ids: set[str], until: str, timeout: float = 20) -> dict[str, list[Ack | Error]]:
+    """Answers that come back on the controller's own connection to the events `ids`, read
+    until `until` has one."""
+    seen: dict[str, list[Ack | Error]] = {i: [] for i in ids}
+    deadline = time.monotonic() + timeout
+    while not seen[until]:
+        assert ctl.control.poll(max(0.0, deadline - time.monotonic()) * 1000), f"no answer to {until}"
+        msg = decode_stream(ctl.control.recv_multipart())
+        if isinstance(msg, (Ack, Error)) and msg.event_id in seen:
+            seen[msg.event_id].append(msg)
+    return seen
+
+
 def test_resend_beats_the_rate_limit(pipe):
-    config = DaemonConfig(control=TCP, stream=TCP, hwm=5000)
-    with serve_in_thread(pipe, config) as daemon, Controller(*daemon.endpoints, name="spender") as ctl, \
-            Viewer(daemon.endpoints[1], sessions=(), status=False) as view:
-        ctl.status()
+    config = DaemonConfig(control=TCP, stream=TCP)
+    with serve_in_thread(pipe, config) as daemon, Controller(daemon.endpoints[0], name="spender") as ctl:
         scheduled = Prompt(id=ctl.new_id(), client="spender", session="main", text="a blue cube", at_frame=FAR)
         planned = ctl.submit(scheduled).accepted_frame(10)
-        while getattr(view.recv(timeout=10), "event_id", None) != scheduled.id:
-            pass  # the viewer's subscription is live: it saw that `accepted`
         spend = [GameEvent(id=ctl.new_id(), client="spender", session="main", name="tick") for _ in range(2 * C.EVENT_BURST)]
         for msg in spend:
             ctl.publish(msg)
         fresh = GameEvent(id=ctl.new_id(), client="spender", session="main", name="tick")
         ctl.publish(scheduled)  # the resend, after the budget is gone ...
         ctl.publish(fresh)  # ... and a new event, which the limit does drop
-        seen: dict[str, list[Ack | Error]] = {scheduled.id: [], fresh.id: []}
-        deadline = time.monotonic() + 20
-        while not seen[fresh.id]:
-            msg = view.recv(timeout=max(0.0, deadline - time.monotonic()))
-            assert msg is not None, "no answer to the event sent after the resend"
-            if isinstance(msg, (Ack, Error)) and msg.event_id in seen:
-                seen[msg.event_id].append(msg)
+        seen = _answers(ctl, {scheduled.id, fresh.id}, until=fresh.id)
     assert isinstance(seen[fresh.id][0], Error) and seen[fresh.id][0].code == ErrorCode.RATE_LIMITED
-    resend, = seen[scheduled.id]  # the pending event's `accepted`, published again; no RATE_LIMITED
+    resend, = seen[scheduled.id]  # the pending event's `accepted`, sent again; no RATE_LIMITED
     assert isinstance(resend, Ack) and resend.status == "accepted" and resend.frame == planned
 
 
-def _rotating_names(control: str, stream: str, curve: CurveClient | None, count: int) -> list[Error]:
-    """`count` game events, each under a new client name, sent at once; the RATE_LIMITED errors."""
-    with Controller(control, stream, curve=curve) as ctl, \
-            Viewer(stream, sessions=(), status=False, curve=curve) as view:
+def _rotating_names(control: str, curve: CurveClient | None, count: int) -> list[Error]:
+    """`count` game events, each under a new client name, sent at once on one connection; the
+    RATE_LIMITED errors."""
+    with Controller(control, curve=curve) as ctl:
         ctl.status()
         events = [GameEvent(id=ctl.new_id(), client=f"name{i}", session="main", name="tick") for i in range(count)]
         for msg in events:
             ctl.publish(msg)
-        ids, answered, limited = {e.id for e in events}, set(), []
-        while answered != ids:
-            msg = view.recv(timeout=20)
-            assert msg is not None, f"{len(answered)} of {count} answered"
-            if isinstance(msg, (Ack, Error)) and msg.event_id in ids:
-                answered.add(msg.event_id)
-                if isinstance(msg, Error):
-                    assert msg.code == ErrorCode.RATE_LIMITED, msg
-                    limited.append(msg)
+        ids = {e.id for e in events}
+        seen: dict[str, list[Ack | Error]] = {}
+        for event_id in sorted(ids, key=[e.id for e in events].index):
+            seen.update(_answers(ctl, {event_id}, until=event_id))
+    limited = [m for answers in seen.values() for m in answers if isinstance(m, Error)]
+    assert all(e.code == ErrorCode.RATE_LIMITED for e in limited), limited
     return limited
 
 
-def test_rotating_client_names_do_not_escape_the_limit_under_curve(pipe, tmp_path):
+def test_rotating_client_names_do_not_escape_the_limit(pipe, tmp_path):
     for folder, name in (("server", "daemon"), ("clients", "game")):
         (tmp_path / folder).mkdir()
         zmq.auth.create_certificates(tmp_path / folder, name)
     game = CurveClient.from_files(tmp_path / "server" / "daemon.key", tmp_path / "clients" / "game.key_secret")
     curve = CurveServer(tmp_path / "server" / "daemon.key_secret", tmp_path / "clients")
     count = 2 * C.EVENT_BURST
-    with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP, hwm=5000, curve=curve)) as daemon:
-        limited = _rotating_names(*daemon.endpoints, game, count)
     # One key, one bucket: the burst passes, then about 100 per second of sending.
+    with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP, curve=curve)) as daemon:
+        limited = _rotating_names(daemon.endpoints[0], game, count)
     assert len(limited) >= count - C.EVENT_BURST - C.EVENTS_PER_SECOND
     assert all("key " in e.message for e in limited)
-    # Loopback without CURVE believes the names (SPEC section 10): the same traffic passes.
-    with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP, hwm=5000)) as daemon:
-        assert _rotating_names(*daemon.endpoints, None, count) == []
+    # Without CURVE the bucket is the connection's (SPEC section 6), whatever names it uses.
+    with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP)) as daemon:
+        limited = _rotating_names(daemon.endpoints[0], None, count)
+        assert len(limited) >= count - C.EVENT_BURST - C.EVENTS_PER_SECOND
+        assert all("connection" in e.message for e in limited)
+        # ... and each connection has its own: a second controller is not limited by the first.
+        assert _rotating_names(daemon.endpoints[0], None, C.EVENT_BURST // 2) == []
 
 
 def test_pause_while_paused_and_resume_while_running_are_applied_at_once(pipe):
     with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP)) as daemon, \
-            Controller(*daemon.endpoints) as ctl:
+            Controller(daemon.endpoints[0]) as ctl:
         running = ctl.resume()
         ack = running.result(10)
         assert running.accepted is None and ack.status == "applied"  # no `accepted`: nothing to wait for

@@ -64,7 +64,7 @@ def frames_until(view: Viewer, last_frame: int, session: str = "main") -> list[P
 @pytest.mark.parametrize("transport", ["tcp", "ipc"])
 def test_prompt_takes_effect_exactly_at_the_acked_frame(pipe, transport, tmp_path):
     with daemon_on(pipe, transport, tmp_path) as (_, control, stream), \
-            Viewer(stream, acks=False, status=False) as view, Controller(control, stream) as ctl:
+            Viewer(stream, acks=False, status=False) as view, Controller(control) as ctl:
         first = next(view.frames(timeout=20))  # the viewer is live before the prompt is sent
         ack = ctl.send_prompt(BLUE).result()
         assert ack.status == "applied" and ack.session == "main" and ack.frame > first.frame.frame
@@ -82,7 +82,7 @@ def test_prompt_takes_effect_exactly_at_the_acked_frame(pipe, transport, tmp_pat
 def test_coalescing_scheduling_and_superseded_acks(pipe):
     F = pipe.frames_per_block
     with daemon_on(pipe) as (_, control, stream), Viewer(stream, status=False) as view, \
-            Controller(control, stream) as ctl:
+            Controller(control) as ctl:
         paused = ctl.pause().result()
         # Three prompts reach the paused session before its next block boundary.
         a, b = (Prompt(id=ctl.new_id(), session="main", text=t) for t in (NIGHT, BLUE))
@@ -111,7 +111,7 @@ def test_sessions_are_batched_and_limited(pipe):
     pipe.engine.step = counting_step
     try:
         with daemon_on(pipe, max_sessions=2) as (_, control, stream), \
-                Viewer(stream, sessions=None, acks=False, status=False) as view, Controller(control, stream) as ctl:
+                Viewer(stream, sessions=None, acks=False, status=False) as view, Controller(control) as ctl:
             opened = ctl.open("side", seed=3, prompt=BLUE).result()
             assert opened.frame == 0
             with pytest.raises(RemoteError) as info:
@@ -126,7 +126,7 @@ def test_sessions_are_batched_and_limited(pipe):
 
 
 def test_late_joiner_is_greeted_with_current_state(pipe):
-    with daemon_on(pipe, status_s=3600.0) as (_, control, stream), Controller(control, stream) as ctl:
+    with daemon_on(pipe, status_s=3600.0) as (_, control, stream), Controller(control) as ctl:
         ctl.open("side", seed=1).result()
         ack = ctl.send_prompt(BLUE).result()
         with Viewer(stream, sessions=None, acks=False) as late:
@@ -143,7 +143,7 @@ def test_late_joiner_is_greeted_with_current_state(pipe):
 
 
 def test_resent_event_is_answered_again_not_executed_again(pipe):
-    with daemon_on(pipe) as (_, control, stream), Controller(control, stream) as ctl:
+    with daemon_on(pipe) as (_, control, stream), Controller(control) as ctl:
         prompt = Prompt(id=ctl.new_id(), session="main", text=BLUE)
         first = ctl.send(prompt)
         again = ctl.send(prompt)
@@ -161,7 +161,7 @@ def test_game_event_hook_maps_events_to_prompts(pipe):
     host = PluginHost(builtin_models=False)
     host.register(Rules(), "rules")
     with daemon_on(pipe, plugins=host) as (_, control, stream), Viewer(stream, acks=False, status=False) as view, \
-            Controller(control, stream) as ctl:
+            Controller(control) as ctl:
         assert ctl.event("footstep", {"x": 1.5}).result().frame is None
         ack = ctl.event("door_opened", {"room": "hall"}).result()
         pictures = frames_until(view, ack.frame)
@@ -174,7 +174,7 @@ def test_bad_input_is_answered_and_the_stream_goes_on(pipe):
 
     bad = [  # (parts, expected code, event id reported)
         ([b"prompt", b"\xc1garbage"], ErrorCode.MALFORMED, None),
-        ([b"prompt", body(id="e1", type="prompt", v=3, session="main", text="x")], ErrorCode.BAD_VERSION, "e1"),
+        ([b"prompt", body(id="e1", type="prompt", v=9, session="main", text="x")], ErrorCode.BAD_VERSION, "e1"),
         ([b"warp", body(id="e2", type="warp")], ErrorCode.UNKNOWN_TYPE, "e2"),
         ([b"prompt", body(id="e3", type="prompt", session="main", text="x" * 2001)], ErrorCode.PROMPT_TOO_LONG, "e3"),
         ([b"prompt", body(id="e4", type="prompt", session="main", text="x" * 70000)], ErrorCode.TOO_LARGE, None),
@@ -186,10 +186,10 @@ def test_bad_input_is_answered_and_the_stream_goes_on(pipe):
         ([b"open", body(id="e10", type="open", session="s2", seed=0, width=100)], ErrorCode.UNSUPPORTED, "e10"),
     ]
     with daemon_on(pipe) as (_, control, stream), Viewer(stream, status=False) as view, \
-            Controller(control, stream) as ctl:
+            Controller(control) as ctl:
         ctl.status()  # the controller's connection is up: raw sends below are not lost
         for parts, _, _ in bad:
-            ctl.control_pub.send_multipart(parts)
+            ctl.control.send_multipart(parts)
         errors: list[Error] = []
         while len(errors) < len(bad):
             msg = view.recv(timeout=20)
@@ -209,10 +209,10 @@ def test_bad_input_is_answered_and_the_stream_goes_on(pipe):
 
 
 def test_oversized_beyond_the_hard_limit_costs_only_that_connection(pipe):
-    with daemon_on(pipe) as (_, control, stream), Controller(control, stream) as hostile:
+    with daemon_on(pipe) as (_, control, stream), Controller(control) as hostile:
         hostile.status()
-        hostile.control_pub.send_multipart([b"event", b"\x00" * (2 * 1024 * 1024)])
-        with Controller(control, stream) as ctl:
+        hostile.control.send_multipart([b"event", b"\x00" * (2 * 1024 * 1024)])
+        with Controller(control) as ctl:
             assert ctl.send_prompt(BLUE).result().frame is not None
 
 
@@ -231,7 +231,7 @@ def test_paced_stream_holds_fps_and_lookahead_and_resumes_without_burst(pipe):
     fps, F = 4.0, pipe.frames_per_block  # a block lasts 0.75 s; random-small makes one in ~0.2 s here
     block_s = F / fps
     with daemon_on(pipe, default_session=None, lookahead_blocks=1.0) as (_, control, stream), \
-            Viewer(stream, sessions=["paced"], acks=False, status=False) as view, Controller(control, stream) as ctl:
+            Viewer(stream, sessions=["paced"], acks=False, status=False) as view, Controller(control) as ctl:
         ctl.open("paced", seed=0, fps=fps).result()
         steady = _timed_frames(view, 2.5)
         paused = ctl.pause("paced").result()
@@ -286,7 +286,7 @@ def test_stalled_and_vanished_viewers_do_not_hold_back_others(pipe):
 
 def test_a_flooding_client_is_rate_limited_per_client(pipe):
     with daemon_on(pipe, hwm=1000) as (_, control, stream), Viewer(stream, status=False) as view, \
-            Controller(control, stream, name="flood") as flood, Controller(control, stream, name="calm") as calm:
+            Controller(control, name="flood") as flood, Controller(control, name="calm") as calm:
         flood.status()
         ids = [flood.new_id() for _ in range(C.EVENT_BURST + 60)]
         for event_id in ids:
@@ -308,7 +308,7 @@ def test_pause_before_the_next_block_supersedes_a_resume(pipe):
     # are certain to meet the daemon between the same two blocks.
     daemon = Daemon(pipe, DaemonConfig(control="inproc://control", stream="inproc://stream"))
     try:
-        with Controller("inproc://control", "inproc://stream", context=daemon.context) as ctl, \
+        with Controller("inproc://control", context=daemon.context) as ctl, \
                 Viewer("inproc://stream", status=False, context=daemon.context) as view:
 
             def answer(msg):

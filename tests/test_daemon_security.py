@@ -51,12 +51,12 @@ def test_curve_daemon_serves_listed_keys_only(pipe, tmp_path):
     curve = CurveServer(tmp_path / "server" / "daemon.key_secret", tmp_path / "clients")
     with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP, curve=curve)) as daemon:
         control, stream = daemon.endpoints
-        with Controller(control, stream, curve=game) as ctl, Viewer(stream, curve=game, acks=False) as view:
+        with Controller(control, curve=game) as ctl, Viewer(stream, curve=game, acks=False) as view:
             ack = ctl.send_prompt("a blue cube slides on the snowy field").result()
             seen = next(m for m in iter(lambda: view.recv(timeout=20), None) if isinstance(m, Picture))
         assert ack.frame is not None and seen.frame.session == "main"
         for client in (intruder, None):  # a key the daemon does not list, and no CURVE at all
-            with Controller(control, stream, curve=client) as ctl:
+            with Controller(control, curve=client) as ctl:
                 with pytest.raises(TimeoutError):
                     ctl.send_prompt("a red ball").result(1.5)
 

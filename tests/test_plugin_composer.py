@@ -212,7 +212,7 @@ def test_daemon_composes_events_end_to_end():
     host = PluginHost({"composer": TOY_EXAMPLE_TABLE}, builtin_models=False)
     assert host.load("composer") == "composer", host.disabled
     config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_prompt="the hero rests")
-    with serve_in_thread(pipe, config, host) as daemon, Controller(*daemon.endpoints) as ctl:
+    with serve_in_thread(pipe, config, host) as daemon, Controller(daemon.endpoints[0]) as ctl:
         assert ctl.status("main")[0].prompt == "a red ball rests across a green field under a sunny daytime sky"
         ack = ctl.event("action", {"text": "the rival hops in place"}).result(timeout=20)
         assert ack.status == "applied" and ack.frame is not None

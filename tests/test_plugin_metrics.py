@@ -162,7 +162,7 @@ def test_daemon_frames_counted_end_to_end():
     frames = []
     with serve_in_thread(pipe, config, host) as daemon, \
             Viewer(daemon.endpoints[1], sessions=("main", "m"), status=False) as view, \
-            Controller(*daemon.endpoints) as ctl:
+            Controller(daemon.endpoints[0]) as ctl:
         assert isinstance(next(view.frames(timeout=20)), Picture)  # subscribed before "m" opens: no frame missed
         ctl.open("m", seed=1, prompt="a red ball").result(timeout=20)
         prompts = [ctl.send_prompt(text, session="m").result(timeout=20) for text in ("a blue cube", "a green orb")]

@@ -243,7 +243,7 @@ def test_standalone_bridge_replies_to_the_configured_port(pipe):
     sender, listener = OscPeer(), OscPeer()  # a tool that sends from one port and listens on another
     try:
         with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP)) as daemon, \
-                OscBridge(*daemon.endpoints, OscSettings(port=0, reply_port=listener.sock.getsockname()[1],
+                OscBridge(daemon.endpoints[0], OscSettings(port=0, reply_port=listener.sock.getsockname()[1],
                                                      no_answer_s=1.0)) as bridge:
             replies = []
             for address, *args in (("/longlive/seed", 5), ("/longlive/pause",)):
@@ -282,7 +282,7 @@ def test_an_event_no_daemon_answers_is_given_up_with_an_error(tmp_path):
     peer = OscPeer()
     settings = OscSettings(port=0, no_answer_s=0.5)
     try:
-        with OscBridge(f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/stream", settings) as bridge:
+        with OscBridge(f"ipc://{tmp_path}/control", settings) as bridge:
             started = time.monotonic()
             peer.send(bridge.address, "/longlive/prompt", "a red ball")
             address, (event_id, code, name, message) = peer.recv()
@@ -301,7 +301,7 @@ def test_a_bundle_is_handled_message_by_message(tmp_path):
         bundle.add_content(OscPacket(osc_message(address, *args)).messages[0].message)
     peer = OscPeer()
     try:
-        with OscBridge(f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/stream", OscSettings(port=0)) as bridge:
+        with OscBridge(f"ipc://{tmp_path}/control", OscSettings(port=0)) as bridge:
             peer.sock.sendto(bundle.build().dgram, bridge.address)
             replies = [peer.recv() for _ in range(3)]
     finally:
@@ -313,12 +313,12 @@ def test_a_bundle_is_handled_message_by_message(tmp_path):
 
 
 def test_stop_closes_the_sockets_and_frees_the_port(tmp_path):
-    bridge = OscBridge(f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/stream", OscSettings(port=0)).start()
+    bridge = OscBridge(f"ipc://{tmp_path}/control", OscSettings(port=0)).start()
     port = bridge.address[1]
     with pytest.raises(OSError, match=f"cannot listen on udp 127.0.0.1:{port}"):  # taken while it runs
-        OscBridge(f"ipc://{tmp_path}/c", f"ipc://{tmp_path}/s", OscSettings(port=port)).start()
+        OscBridge(f"ipc://{tmp_path}/c", OscSettings(port=port)).start()
     bridge.stop()
-    again = OscBridge(f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/stream", OscSettings(port=port)).start()
+    again = OscBridge(f"ipc://{tmp_path}/control", OscSettings(port=port)).start()
     assert again.address[1] == port
     again.stop()
 
@@ -335,7 +335,7 @@ def test_longlive_serve_with_the_osc_plugin(tmp_path):
                 port = int(match.group(1))
         peer.send(("127.0.0.1", port), "/longlive/prompt", "a red ball rolls to the left")
         address, (event_id, frame, status) = peer.final(timeout=30)
-        assert (address, status) == ("/longlive/ack", "applied") and frame > 0
+        assert (address, status) == ("/longlive/ack", "applied") and frame >= 0  # -1 would be "no frame"
     finally:
         peer.close()
         proc.terminate()
@@ -356,9 +356,8 @@ def test_longlive_osc_bridges_a_running_daemon_until_sigterm(pipe):
     peer = OscPeer()
     try:
         with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP)) as daemon:
-            control, stream = daemon.endpoints
-            bridge = subprocess.Popen([sys.executable, "-m", "runtime.cli", "osc", "--control", control,
-                                       "--stream", stream, "--port", str(port)],
+            bridge = subprocess.Popen([sys.executable, "-m", "runtime.cli", "osc", "--control", daemon.endpoints[0],
+                                       "--port", str(port)],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:
                 assert f"listening on udp 127.0.0.1:{port}" in bridge.stdout.readline()
@@ -367,7 +366,7 @@ def test_longlive_osc_bridges_a_running_daemon_until_sigterm(pipe):
             finally:
                 bridge.send_signal(signal.SIGTERM)
                 assert bridge.wait(timeout=20) == 0
-            assert (address, status) == ("/longlive/ack", "applied") and frame > 0
+            assert (address, status) == ("/longlive/ack", "applied") and frame >= 0
     finally:
         peer.close()
     refused = subprocess.run([sys.executable, "-m", "runtime.cli", "osc", "--host", "0.0.0.0"],

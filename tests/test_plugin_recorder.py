@@ -272,7 +272,7 @@ def test_daemon_session_recorded_end_to_end(tmp_path):
     pictures: list[Picture] = []
     with serve_in_thread(pipe, config, host) as daemon, \
             Viewer(daemon.endpoints[1], sessions=("main", "rec"), status=False) as view, \
-            Controller(*daemon.endpoints) as ctl:
+            Controller(daemon.endpoints[0]) as ctl:
         assert isinstance(next(view.frames(timeout=20)), Picture)  # subscribed: the default session's frames arrive
         opened = ctl.open("rec", seed=3, prompt="a red ball rolls over green grass").result(timeout=20)
         acks = [ctl.send_prompt(text, session="rec").result(timeout=20)

@@ -102,7 +102,7 @@ def test_every_hook_is_called_with_its_arguments_at_its_moment(pipe):
     host = PluginHost(builtin_models=False)
     host.register(journal, "journal")
     with serve(pipe, host, status_s=0.3) as daemon, Viewer(daemon.endpoints[1], status=False) as view, \
-            Controller(*daemon.endpoints) as ctl:
+            Controller(daemon.endpoints[0]) as ctl:
         ack_prompt = ctl.send_prompt("a red ball bounces", session="main").result()
         ack_event = ctl.event("snow", {"depth": 3}).result()
         ack_other = ctl.event("footstep", {}).result()
@@ -168,7 +168,7 @@ def test_a_plugin_raising_in_a_hook_is_disabled_and_every_session_goes_on(pipe):
     host = PluginHost(builtin_models=False)
     host.register(Faulty(), "faulty")
     with serve(pipe, host) as daemon, Viewer(daemon.endpoints[1], sessions=None) as view, \
-            Controller(*daemon.endpoints) as ctl:
+            Controller(daemon.endpoints[0]) as ctl:
         ctl.open("side", seed=1).result()
         assert ctl.event("jump", {}).result().frame is None  # declined, not an error
         ack = ctl.send_prompt("a blue cube slides on the snowy field", session="side").result()
@@ -191,7 +191,7 @@ def test_a_stuck_frames_observer_costs_observations_not_frames(pipe):
     host.register(Stuck(), "stuck")
     try:
         with serve(pipe, host) as daemon, Viewer(daemon.endpoints[1], status=False) as view, \
-                Controller(*daemon.endpoints) as ctl:
+                Controller(daemon.endpoints[0]) as ctl:
             first = pictures_until(view, 0)[-1]
             start = time.monotonic()
             last = pictures_until(view, first.frame.frame + 48)[-1]
@@ -216,7 +216,7 @@ def test_a_game_event_becomes_a_prompt_the_toy_world_shows():
     host.load("plugins.examples.arcade_rules")
     day = "a red ball rests on the ground across a grassy meadow under a sunny daytime sky"
     with serve(toy, host, default_prompt=day) as daemon, Viewer(daemon.endpoints[1], status=False) as view, \
-            Controller(*daemon.endpoints) as ctl:
+            Controller(daemon.endpoints[0]) as ctl:
         pictures = pictures_until(view, 11)
         ack = ctl.event("time", {"of_day": "night"}).result()
         pictures += pictures_until(view, ack.frame + 3 * toy.frames_per_block)
@@ -239,7 +239,7 @@ def test_the_rules_plugin_in_the_docs_works_as_documented(tmp_path):
     host = PluginHost(builtin_models=False)
     assert host.load(str(tmp_path / "rules.py")) == "rules"
     with serve(toy, host) as daemon, Viewer(daemon.endpoints[1], status=False) as view, \
-            Controller(*daemon.endpoints) as ctl:
+            Controller(daemon.endpoints[0]) as ctl:
         night = ctl.event("clock", {"time": "night"}).result()
         ignored = ctl.event("clock", {"time": "teatime"}).result()
         pictures = pictures_until(view, night.frame)
@@ -259,7 +259,7 @@ def test_a_refused_event_is_an_error_with_the_plugins_reason(pipe):
 
     host = PluginHost(builtin_models=False)
     host.register(Gate(), "gate")
-    with serve(pipe, host) as daemon, Controller(*daemon.endpoints) as ctl:
+    with serve(pipe, host) as daemon, Controller(daemon.endpoints[0]) as ctl:
         with pytest.raises(RemoteError) as refused:
             ctl.event("teleport", {}).result()
         status = ctl.status("main")[0]
@@ -284,7 +284,7 @@ def test_a_plugins_unusable_prompt_change_is_bad_prompt_naming_the_plugin(pipe):
 
     host = PluginHost(builtin_models=False)
     host.register(Sloppy(), "sloppy")
-    with serve(pipe, host) as daemon, Controller(*daemon.endpoints) as ctl:
+    with serve(pipe, host) as daemon, Controller(daemon.endpoints[0]) as ctl:
         for name, why in (("sideways", "transition"), ("blend", "blend_blocks"), ("long", "text")):
             with pytest.raises(RemoteError) as refused:
                 ctl.event(name, {}).result()

@@ -28,13 +28,12 @@ Reply = Callable[[ControlMessage, int], list[StreamMessage]]
 
 
 class Peer:
-    """Binds like a daemon; `reply(msg, copies_seen)` decides what to publish for each event."""
+    """Binds like a daemon; `reply(msg, copies_seen)` decides what to answer to each event."""
 
     def __init__(self, reply: Reply, on_subscribe: Callable[[bytes], list[StreamMessage]] = lambda _t: []) -> None:
         self.context = zmq.Context()
-        self.control_sub = self.context.socket(zmq.SUB)
-        self.control_sub.subscribe(b"")
-        port = self.control_sub.bind_to_random_port("tcp://127.0.0.1")
+        self.control_router = self.context.socket(zmq.ROUTER)
+        port = self.control_router.bind_to_random_port("tcp://127.0.0.1")
         self.stream_pub = self.context.socket(zmq.XPUB)
         self.stream_pub.setsockopt(zmq.XPUB_VERBOSER, 1)
         stream_port = self.stream_pub.bind_to_random_port("tcp://127.0.0.1")
@@ -47,19 +46,20 @@ class Peer:
 
     def _run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self.control_sub, zmq.POLLIN)
+        poller.register(self.control_router, zmq.POLLIN)
         poller.register(self.stream_pub, zmq.POLLIN)
         while not self.stop.is_set():
             for sock, _ in poller.poll(20):
                 if sock is self.stream_pub:
                     event = self.stream_pub.recv()
-                    out = self.on_subscribe(event[1:]) if event[:1] == b"\x01" else []
+                    for message in self.on_subscribe(event[1:]) if event[:1] == b"\x01" else []:
+                        self.stream_pub.send_multipart(encode(message))
                 else:
-                    msg = decode_control(self.control_sub.recv_multipart())
+                    route, *parts = self.control_router.recv_multipart()
+                    msg = decode_control(parts)
                     self.copies[msg.id] += 1
-                    out = self.reply(msg, self.copies[msg.id])
-                for reply in out:
-                    self.stream_pub.send_multipart(encode(reply))
+                    for reply in self.reply(msg, self.copies[msg.id]):  # back to the sender's connection
+                        self.control_router.send_multipart([route, *encode(reply)])
 
     def close(self) -> None:
         self.stop.set()
@@ -81,7 +81,7 @@ def test_send_prompt_resends_until_acked(context):
 
     peer = Peer(reply)
     try:
-        with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
+        with Controller(peer.control, context=context, resend_interval=0.05) as ctl:
             ack = ctl.send_prompt("a red ball").result(timeout=5)
         assert ack.frame == 12 and ack.status == "applied"
         (_, copies), = peer.copies.items()  # every copy carried the same id
@@ -95,7 +95,7 @@ def test_unanswered_events_back_off_exponentially(context):
     doubling up to the accepted interval), not every 0.1 s: under load, resends must not bury it."""
     peer = Peer(lambda msg, seen: [])
     try:
-        with Controller(peer.control, peer.stream, context=context, resend_interval=0.1,
+        with Controller(peer.control, context=context, resend_interval=0.1,
                         accepted_resend_interval=0.8) as ctl:
             ticket = ctl.send_prompt("a red ball")
             with pytest.raises(TimeoutError):
@@ -114,7 +114,7 @@ def test_error_reply_raises_remote_error(context):
 
     peer = Peer(reply)
     try:
-        with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
+        with Controller(peer.control, context=context, resend_interval=0.05) as ctl:
             with pytest.raises(RemoteError) as info:
                 ctl.send_prompt("zzz").result(timeout=5)
         assert info.value.code == ErrorCode.BAD_PROMPT
@@ -136,7 +136,7 @@ def test_status_collects_replies_for_its_request(context):
 
     peer = Peer(reply)
     try:
-        with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
+        with Controller(peer.control, context=context, resend_interval=0.05) as ctl:
             statuses = ctl.status(timeout=5)
         assert sorted(s.session for s in statuses) == ["main", "side"]
     finally:
@@ -144,7 +144,7 @@ def test_status_collects_replies_for_its_request(context):
 
 
 def test_no_daemon_times_out(context):
-    with Controller("tcp://127.0.0.1:1", "tcp://127.0.0.1:1", context=context, resend_interval=0.05) as ctl:
+    with Controller("tcp://127.0.0.1:1", context=context, resend_interval=0.05) as ctl:
         with pytest.raises(TimeoutError, match="no final ack"):
             ctl.send(Prompt(id="lonely", session="main", text="hi"), timeout=0.3)
 
@@ -160,7 +160,7 @@ def test_ticket_accepted_then_applied_without_blocking(context):
 
     peer = Peer(reply)
     try:
-        with Controller(peer.control, peer.stream, context=context, resend_interval=0.05,
+        with Controller(peer.control, context=context, resend_interval=0.05,
                         accepted_resend_interval=0.2) as ctl:
             started = time.monotonic()
             ticket = ctl.send_prompt("a red ball", at_frame=96)
@@ -180,7 +180,7 @@ def test_ticket_is_awaitable(context):
 
     peer = Peer(reply)
     try:
-        with Controller(peer.control, peer.stream, context=context, resend_interval=0.05) as ctl:
+        with Controller(peer.control, context=context, resend_interval=0.05) as ctl:
             async def both():
                 return await asyncio.gather(ctl.send_prompt("one"), ctl.send_prompt("two"))
 

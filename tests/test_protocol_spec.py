@@ -30,7 +30,8 @@ def test_limits_table_matches_constants():
 
 def test_inline_constants_match():
     for name in ("DEFAULT_CONTROL_ENDPOINT", "DEFAULT_STREAM_ENDPOINT", "HEARTBEAT_PERIOD_S", "HEARTBEAT_LIVENESS",
-                 "DUPLICATE_MEMORY", "NAME_PATTERN", "STATUS_PERIOD_S", "MAX_NESTING", "IDLE_AFTER_S"):
+                 "DUPLICATE_MEMORY", "NAME_PATTERN", "STATUS_PERIOD_S", "MAX_NESTING", "IDLE_AFTER_S",
+                 "CONTROL_READS_PER_TURN", "ANSWER_HWM"):
         assert f"`{name} = {getattr(C, name)}`" in SPEC, name
     assert "`MAX_PROMPT_CHARS`" in SPEC
 
@@ -39,5 +40,6 @@ def test_every_limit_and_error_code_is_stated():
     """Each bound the daemon enforces has its own row (a constant without one fails here)."""
     limits = {name for name, _ in re.findall(r"^\| `([A-Z_]+)` \| ([\d.]+) \|", SPEC, flags=re.M)}
     assert {"MAX_PENDING_EVENTS", "MAX_SCHEDULE_FRAMES", "MAX_NESTING", "MAX_SESSIONS", "MAX_MESSAGE_BYTES",
-            "MAX_PROMPT_CHARS", "EVENT_BURST", "EVENTS_PER_SECOND"} <= limits
-    assert f"accepts `v` = {' and '.join(map(str, C.ACCEPTED_VERSIONS))}" in SPEC
+            "MAX_PROMPT_CHARS", "EVENT_BURST", "EVENTS_PER_SECOND", "CONTROL_READS_PER_TURN", "ANSWER_HWM"} <= limits
+    *first, last = map(str, C.ACCEPTED_VERSIONS)
+    assert f"accepts `v` = {', '.join(first)} and {last}" in SPEC

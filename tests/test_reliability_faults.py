@@ -32,7 +32,7 @@ class DecoderFault(RuntimeError):
 
 def test_failing_session_is_closed_alone_while_two_others_stream(pipe):
     config = DaemonConfig(control=TCP, stream=TCP, default_session=None)
-    with serve_in_thread(pipe, config) as daemon, Controller(*daemon.endpoints) as ctl, \
+    with serve_in_thread(pipe, config) as daemon, Controller(daemon.endpoints[0]) as ctl, \
             Viewer(daemon.endpoints[1], sessions=None, status=False) as view:
         for name in ("a", "b", "bad"):
             ctl.open(name, seed=1).result(20)
@@ -66,12 +66,12 @@ def test_deeply_nested_message_and_resends_do_not_kill_the_daemon(pipe):
     for _ in range(1000):
         nested = [nested]
     config = DaemonConfig(control=TCP, stream=TCP)
-    with serve_in_thread(pipe, config) as daemon, Controller(*daemon.endpoints) as ctl, \
+    with serve_in_thread(pipe, config) as daemon, Controller(daemon.endpoints[0]) as ctl, \
             Viewer(daemon.endpoints[1], sessions=(), acks=False, status=False) as errors:
         ctl.status()
         for field in ("payload", "name", "id", "session", "client"):
             body = {"v": 2, "type": "event", "id": "deep", "session": "main", "name": "x", field: nested}
-            ctl.control_pub.send_multipart([b"event", msgpack.packb(body)])
+            ctl.control.send_multipart([b"event", msgpack.packb(body)])
         got = [errors.recv(timeout=10) for _ in range(5)]
         assert all(isinstance(e, Error) and e.code == ErrorCode.MALFORMED for e in got)
         # A far-future prompt stays pending; thousands of newer events do not make the daemon
@@ -116,7 +116,7 @@ def test_viewers_that_never_read_and_clients_that_vanish_cost_the_others_nothing
     context = zmq.Context()
     config = DaemonConfig(control=TCP, stream=TCP)
     try:
-        with serve_in_thread(pipe, config) as daemon, Controller(*daemon.endpoints) as ctl, \
+        with serve_in_thread(pipe, config) as daemon, Controller(daemon.endpoints[0]) as ctl, \
                 Viewer(daemon.endpoints[1], acks=False, status=False) as view:
             control, stream = daemon.endpoints
             stalled = []
@@ -128,7 +128,7 @@ def test_viewers_that_never_read_and_clients_that_vanish_cost_the_others_nothing
                 stalled.append(sock)
             first = next(view.frames(timeout=20)).frame.frame
             for round_ in range(3):
-                with Controller(control, stream) as gone:  # pending far ahead, then gone
+                with Controller(control) as gone:  # pending far ahead, then gone
                     gone.send_prompt("a blue cube", at_frame=first + 10_000).accepted_frame(10)
                     gone.send_prompt("a red ball")  # not even waited for
                 with Viewer(stream, sessions=None, encoding="jpeg") as brief:
@@ -154,7 +154,7 @@ def test_a_reconnect_storm_of_short_lived_controllers(pipe):
         first = next(view.frames(timeout=20)).frame.frame
         answered = 0
         for _ in range(4):  # 4 waves of 25 controllers, each connects, sends, waits, disconnects
-            wave = [Controller(*daemon.endpoints) for _ in range(25)]
+            wave = [Controller(daemon.endpoints[0]) for _ in range(25)]
             tickets = [ctl.event("tick", {"n": i}) for i, ctl in enumerate(wave)]
             answered += sum(t.result(10).status == "applied" for t in tickets)
             for ctl in wave:

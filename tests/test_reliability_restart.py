@@ -30,7 +30,7 @@ def test_sigkill_then_restart_on_the_same_endpoints(tmp_path):
     control, stream = f"ipc://{tmp_path}/control", f"ipc://{tmp_path}/stream"
     first = _serve(tmp_path)
     try:
-        with Controller(control, stream) as ctl, Viewer(stream, acks=False, status=False) as view:
+        with Controller(control) as ctl, Viewer(stream, acks=False, status=False) as view:
             assert ctl.send_prompt("a blue cube slides on the snowy field").result(30).status == "applied"
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)

@@ -59,12 +59,12 @@ class Lines(io.StringIO):
 
 
 class Game:
-    """A game publishing to the daemon's control socket: answers the choice and sends one jump,
+    """A game sending to the daemon's control socket: answers the choice and sends one jump,
     each resent with the same id for a while (as a client does until it knows the event
     arrived); the daemon relays each id once to the story."""
 
     def __init__(self, endpoint: str, session: str) -> None:
-        self.pub = zmq.Context.instance().socket(zmq.PUB)
+        self.pub = zmq.Context.instance().socket(zmq.DEALER)  # its answers are not read
         self.pub.linger = 0
         self.pub.connect(endpoint)
         self.session = session

@@ -13,7 +13,7 @@ from protocol.messages import StreamMessage
 class RateLimiter:
     """One token bucket per sender, holding at most `burst` tokens and refilled at `rate` per
     second; a message costs one. The sender key is the CURVE key when there is one, else the
-    self-declared client name (SPEC.md section 6).
+    connection the message came on (SPEC.md section 6).
     The bucket table is bounded so that a stream of invented client names cannot grow it."""
 
     def __init__(self, rate: float, burst: int, max_clients: int = 1024) -> None:
@@ -32,14 +32,17 @@ class RateLimiter:
 
 class RecentEvents:
     """Event ids and what they were answered with, so that a resent event is never executed
-    twice and a lost answer can be published again. Pending ids (accepted, not yet finally
+    twice and a lost answer can be sent again. Pending ids (accepted, not yet finally
     answered) are kept until answered, whatever their number (the daemon bounds them per
-    session); of the answered ones, the last `capacity` are kept."""
+    session); of the answered ones, the last `capacity` are kept. Each unanswered id also
+    knows the connection its answers go to: the one that sent it last (a controller that
+    reconnected resends on its new connection)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._pending: dict[str, list[StreamMessage]] = {}  # id -> its `accepted` ack (or nothing yet)
         self._answers: OrderedDict[str, list[StreamMessage]] = OrderedDict()
+        self._routes: dict[str, bytes] = {}  # unanswered id -> connection of its latest sender
 
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._pending or event_id in self._answers
@@ -53,11 +56,24 @@ class RecentEvents:
             return self._pending[event_id]
         return self._answers[event_id]
 
+    def admitted(self, event_id: str, route: bytes) -> None:
+        """A new event from connection `route`: its answers go there until it is answered."""
+        self._routes[event_id] = route
+
+    def resent(self, event_id: str, route: bytes) -> None:
+        """A resend: a still unanswered event's answers follow it to its new connection."""
+        if event_id in self._routes:
+            self._routes[event_id] = route
+
+    def route(self, event_id: str) -> bytes | None:
+        return self._routes.get(event_id)
+
     def pending(self, event_id: str, accepted: StreamMessage | None = None) -> None:
         self._pending[event_id] = [] if accepted is None else [accepted]
 
     def answered(self, event_id: str, messages: list[StreamMessage]) -> None:
         self._pending.pop(event_id, None)
+        self._routes.pop(event_id, None)
         self._answers.pop(event_id, None)
         self._answers[event_id] = messages
         while len(self._answers) > self.capacity:

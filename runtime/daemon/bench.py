@@ -52,7 +52,7 @@ class DaemonProcess:
             stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
 
     def __enter__(self) -> DaemonProcess:
-        with Controller(self.control, self.stream) as ctl:
+        with Controller(self.control) as ctl:
             ctl.status(timeout=120)  # resends until the daemon is up and answers
         return self
 
@@ -80,7 +80,7 @@ def latencies(model: str, prompts: int, threads: int | None, fps: float | None) 
     ms, and the daemon's own mean event-to-frame latency, for a session playing at `fps`."""
     to_ack, to_frame = [], []
     with DaemonProcess(model, lookahead=1.0, threads=threads, session="") as daemon, \
-            Controller(daemon.control, daemon.stream) as ctl, \
+            Controller(daemon.control) as ctl, \
             Viewer(daemon.stream, sessions=["bench"], acks=False, status=False) as view:
         ctl.open("bench", seed=0, prompt=PROMPTS[1], fps=fps).result()
         for i in range(prompts):

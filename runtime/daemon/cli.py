@@ -166,7 +166,7 @@ def load_model(name: str, weights: str | None, device: str | None, max_sessions:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    with Controller(args.control, args.stream, curve=_curve(args)) as ctl:
+    with Controller(args.control, curve=_curve(args)) as ctl:
         try:
             ack = ctl.send_prompt(args.text, session=args.session, transition=args.transition,
                                   blend_blocks=args.blend_blocks, at_frame=args.at_frame).result(args.timeout)

@@ -47,12 +47,6 @@ from runtime.profiling import stage
 log = logging.getLogger("longlive.daemon")
 
 
-def control_per_turn(hwm: int) -> int:
-    """Control messages read between two blocks: bounded so a flood cannot starve the
-    generator, and so one turn's answers (at most two each) fit a subscriber's queue."""
-    return max(8, hwm // 4)
-
-
 @dataclass(frozen=True)
 class DaemonConfig:
     control: str = C.DEFAULT_CONTROL_ENDPOINT
@@ -99,7 +93,7 @@ class Daemon:
         self._wake_send.connect(wake)
         self._wake_lock = threading.RLock()  # re-entrant: a signal may arrive while close() holds it
         self.poller = zmq.Poller()
-        for sock in (self.sockets.control_sub, self.sockets.stream_pub, self._wake_recv, self.sockets.zap):
+        for sock in (self.sockets.control, self.sockets.stream_pub, self._wake_recv, self.sockets.zap):
             if sock is not None:
                 self.poller.register(sock, zmq.POLLIN)
         self.sessions: dict[str, Session] = {}
@@ -110,7 +104,7 @@ class Daemon:
         limit = getattr(pipe.text_encoder, "text_len", None)  # the random and Wan encoders state it
         self._max_prompt_tokens = limit if isinstance(limit, int) and limit > 0 else None
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="longlive-generate")
-        self._per_turn = control_per_turn(config.hwm)
+        self.answers_dropped = 0  # answers a controller's connection could not take (gone, or its queue full)
         self._boot, self._serial = secrets.token_hex(3), 0
         self._stopping = False
         now = self.clock()
@@ -153,7 +147,7 @@ class Daemon:
             self._wake_recv.recv()
         if self.sockets.stream_pub in events:
             self._drain(self.sockets.stream_pub, lambda parts: self._on_subscription(parts[0]))
-        if self.sockets.control_sub in events:
+        if self.sockets.control in events:
             self._drain_control()
         now = self.clock()
         self._heartbeat(now)
@@ -169,7 +163,7 @@ class Daemon:
         self._step(now)
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
-        for _ in range(self._per_turn):
+        for _ in range(C.CONTROL_READS_PER_TURN):
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -177,14 +171,15 @@ class Daemon:
             handle(parts)
 
     def _drain_control(self) -> None:
-        """Read control messages with the sender's CURVE key, which keys its rate limit."""
-        for _ in range(self._per_turn):
+        """Read control messages (bounded per turn, so a flood cannot starve the generator)
+        with the connection they came on and the sender's CURVE key."""
+        for _ in range(C.CONTROL_READS_PER_TURN):
             try:
-                frames = self.sockets.control_sub.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self.sockets.control.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            peer = frames[0].get("User-Id") if self.sockets.zap is not None else None
-            self._on_control([f.bytes for f in frames], peer)
+            peer = frames[-1].get("User-Id") if self.sockets.zap is not None else None
+            self._on_control([f.bytes for f in frames[1:]], frames[0].bytes, peer)
 
     def _heartbeat(self, now: float) -> None:
         if now >= self._next_heartbeat:
@@ -336,30 +331,36 @@ class Daemon:
 
     # ------------------------------------------------------------------ control events
 
-    def _on_control(self, parts: list[bytes], peer: str | None = None) -> None:
+    def _on_control(self, parts: list[bytes], route: bytes, peer: str | None = None) -> None:
         """Admission, in SPEC order: decode and validate, duplicate, rate limit, then the
-        daemon's state. `peer` is the sender's CURVE key (ZAP user id) when CURVE is on."""
+        daemon's state. `route` is the sender's connection, where the answers go; `peer` its
+        CURVE key (ZAP user id) when CURVE is on. Either keys the sender's rate limit."""
         now = self.clock()
+        sender = f"key:{peer}" if peer else f"conn:{route.hex()}"
         try:
             msg = decode_control(parts)
         except ProtocolError as exc:
             # Undecodable input spends its sender's budget; beyond it, it gets no answer, so
             # garbage cannot be amplified into a flood of error messages.
-            if self.limiter.allow(f"key:{peer}" if peer else "", now):
+            if self.limiter.allow(sender, now):
                 log.debug("refused a message: %s", exc)
-                self._publish(self._error(exc.event_id, exc.code, exc.message, None))
+                self._send_answer(route, self._error(exc.event_id, exc.code, exc.message, None))
             return
         session = getattr(msg, "session", None)
         if not isinstance(msg, StatusRequest) and msg.id in self.recent:
+            self.recent.resent(msg.id, route)
             for answer in self.recent.answers(msg.id):  # the original's answer, never a new one
-                self._publish(answer)
+                self._reply(route, answer)
             return
-        sender = f"key:{peer}" if peer else msg.client or ""
         if not self.limiter.allow(sender, now):
-            who = f"key {peer}" if peer else f"client {msg.client or '(anonymous)'}"
-            self._publish(self._error(msg.id, ErrorCode.RATE_LIMITED, f"{who} sends more than "
-                                      f"{C.EVENTS_PER_SECOND:g} events/s; event dropped", session))
+            who = f"key {peer}" if peer else f"connection of client {msg.client or '(anonymous)'}"
+            self._send_answer(route, self._error(msg.id, ErrorCode.RATE_LIMITED, f"{who} sends more than "
+                                                 f"{C.EVENTS_PER_SECOND:g} events/s; event dropped", session))
             return
+        if isinstance(msg, StatusRequest):
+            self._on_status_request(msg, route)
+            return
+        self.recent.admitted(msg.id, route)
         try:
             self._handle(msg, now)
         except ProtocolError as exc:
@@ -368,14 +369,20 @@ class Daemon:
             log.exception("internal error handling %s %s", msg.TYPE, msg.id)
             self._answer(msg.id, self._error(msg.id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", session))
 
+    def _on_status_request(self, msg: StatusRequest, route: bytes) -> None:
+        """Status replies and their ack go to the asker (and, as ever, to status subscribers)."""
+        try:
+            targets = list(self.sessions.values()) if msg.session is None else [self._session(msg.session)]
+        except ProtocolError as exc:
+            self._send_answer(route, self._error(msg.id, exc.code, exc.message, msg.session))
+            return
+        for session in targets:
+            self._send_answer(route, self._status(session, msg.id))
+        self._send_answer(route, Ack(id=self._id(), event_id=msg.id, event_type=msg.TYPE, session=msg.session))
+
     def _handle(self, msg: ControlMessage, now: float) -> None:
         if isinstance(msg, Open):
             self._on_open(msg, now)
-        elif isinstance(msg, StatusRequest):
-            targets = list(self.sessions.values()) if msg.session is None else [self._session(msg.session)]
-            for session in targets:
-                self._publish(self._status(session, msg.id))
-            self._publish(Ack(id=self._id(), event_id=msg.id, event_type=msg.TYPE, session=msg.session))
         else:
             session = self._session(msg.session)
             {Close: self._on_close, Prompt: self._on_prompt, Pause: self._on_pause, Resume: self._on_resume,
@@ -401,7 +408,7 @@ class Daemon:
         ack = Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name, status="accepted",
                   frame=frame)
         self.recent.pending(event_id, ack)
-        self._publish(ack)
+        self._send_answer(self.recent.route(event_id), ack)
 
     def _check_room(self, session: Session) -> None:
         if session.pending_count >= C.MAX_PENDING_EVENTS:
@@ -591,9 +598,24 @@ class Daemon:
         self.plugins.notify("event_acked", session=session.info, ack=AckInfo(event_id, event_type, "superseded", None))
 
     def _answer(self, event_id: str, message: StreamMessage) -> None:
-        """Publish the final answer to an event and remember it for resends."""
+        """Send the final answer to an event and remember it for resends."""
+        route = self.recent.route(event_id)
         self.recent.answered(event_id, [message])
+        self._send_answer(route, message)
+
+    def _send_answer(self, route: bytes | None, message: StreamMessage) -> None:
+        """An answer goes to the connection that sent the event, and a copy to the stream's
+        `ack`/`error`/`status.` subscribers (observers such as HUDs and recorders)."""
+        if route is not None:
+            self._reply(route, message)
         self._publish(message)
+
+    def _reply(self, route: bytes, message: StreamMessage) -> None:
+        try:
+            self.sockets.control.send_multipart([route, *encode(message)], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone; EAGAIN: its answer queue is full
+            self.answers_dropped += 1
+            log.debug("answer %s to a controller connection dropped: %s", message.id, exc)
 
     def _publish(self, msg: StreamMessage) -> None:
         try:

@@ -1,9 +1,8 @@
 """`longlive soak`: many controllers at a steady event rate against one daemon, and what
 became of every event.
 
-Each controller is what SPEC.md describes: its own PUB to the control socket (its own
-`client` name, so its own rate budget) and its own SUB on the stream for `ack` and
-`error`; it resends an event until it is accepted after 0.25 s, then twice as long each time
+Each controller is what SPEC.md describes: its own DEALER connection to the control socket
+(so its own rate budget), on which its answers come back; it resends an event until it is accepted after 0.25 s, then twice as long each time
 up to 2 s (the Python client's backoff), then every 2 s until its final answer (SPEC section 6). Events are prompts (half), seeds and game events (a quarter
 each) spread over a few sessions. The figures: events sent, accepted, applied, superseded,
 errored (by code), lost (no final answer by the end), events with two different final
@@ -85,41 +84,42 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 class _Client:
-    """One controller: a PUB, a SUB for acks and errors, and its events by id."""
+    """One controller: a DEALER (events out, their answers back) and its events by id."""
 
-    def __init__(self, context: zmq.Context, control: str, stream: str, name: str) -> None:
+    def __init__(self, context: zmq.Context, control: str, name: str) -> None:
         self.name, self.serial = name, 0
-        self.pub = context.socket(zmq.PUB)
-        self.sub = context.socket(zmq.SUB)
-        for sock, endpoint in ((self.pub, control), (self.sub, stream)):
-            sock.linger = 0
-            sock.connect(endpoint)
-        for topic in (b"ack", b"error"):
-            self.sub.subscribe(topic)
+        self.sock = context.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(control)
         self.events: dict[str, _Event] = {}
+
+    def send(self, msg: ControlMessage) -> None:
+        try:
+            self.sock.send_multipart(encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the connection's queue is full: the resend timer tries again
 
     def new_id(self) -> str:
         self.serial += 1
         return f"{self.name}-{self.serial}"
 
     def close(self) -> None:
-        self.pub.close()
-        self.sub.close()
+        self.sock.close()
 
 
 def _connect(clients: list[_Client], timeout: float = 30.0) -> None:
-    """Resend a status request on every client until each has its answer (the slow joiner)."""
+    """Send a status request on every client until each has its answer: all are connected."""
     waiting = {c.name: c for c in clients}
     deadline = time.monotonic() + timeout
     while waiting:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(waiting)} controllers never got an answer from the daemon")
         for c in waiting.values():
-            c.pub.send_multipart(encode(StatusRequest(id=f"{c.name}-hello", client=c.name)))
+            c.send(StatusRequest(id=f"{c.name}-hello", client=c.name))
         time.sleep(0.1)
         for name, c in list(waiting.items()):
-            while c.sub.poll(0):
-                msg = decode_stream(c.sub.recv_multipart())
+            while c.sock.poll(0):
+                msg = decode_stream(c.sock.recv_multipart())
                 if getattr(msg, "event_id", None) == f"{c.name}-hello":
                     del waiting[name]
                     break
@@ -137,12 +137,12 @@ def _make_event(client: _Client, sessions: list[str], rng: random.Random) -> Con
 def _read(client: _Client, now: float) -> None:
     while True:
         try:
-            msg = decode_stream(client.sub.recv_multipart(zmq.NOBLOCK))
+            msg = decode_stream(client.sock.recv_multipart(zmq.NOBLOCK))
         except zmq.Again:
             return
         event = client.events.get(getattr(msg, "event_id", None) or "")
         if event is None or not isinstance(msg, (Ack, Error)):
-            continue  # another controller's answer: every SUB on `ack` gets them all
+            continue  # a status reply, or the answer to an earlier `hello`
         if event.answered is None:
             event.answered = now
         if isinstance(msg, Error):
@@ -155,15 +155,15 @@ def _read(client: _Client, now: float) -> None:
             event.accepted = True
 
 
-def run_load(control: str, stream: str, plan: LoadPlan, memory: Callable[[], float] | None = None,
+def run_load(control: str, plan: LoadPlan, memory: Callable[[], float] | None = None,
              log: Callable[[str], None] = lambda line: None) -> dict:
-    """Drive the daemon at `control`/`stream` with `plan`; returns the figures as a dict.
+    """Drive the daemon at `control` with `plan`; returns the figures as a dict.
     `memory` returns the daemon's resident memory in MiB (sampled once a second)."""
     rng = random.Random(plan.seed)
     sessions = [f"soak{i}" for i in range(plan.sessions)]
     context = zmq.Context()
-    admin = Controller(control, stream, context=context, name="soak-admin")
-    clients = [_Client(context, control, stream, f"c{i}") for i in range(plan.controllers)]
+    admin = Controller(control, context=context, name="soak-admin")
+    clients = [_Client(context, control, f"c{i}") for i in range(plan.controllers)]
     try:
         for name in sessions:
             admin.open(name, seed=0, fps=plan.fps).result(60)
@@ -172,8 +172,8 @@ def run_load(control: str, stream: str, plan: LoadPlan, memory: Callable[[], flo
         rss = [memory()] if memory else []
         poller = zmq.Poller()
         for c in clients:
-            poller.register(c.sub, zmq.POLLIN)
-        by_sub = {c.sub: c for c in clients}
+            poller.register(c.sock, zmq.POLLIN)
+        by_sock = {c.sock: c for c in clients}
         start = time.monotonic()
         stop_sending = start + plan.seconds
         next_send = [(start + rng.random() / plan.rate, i) for i in range(len(clients))]
@@ -188,7 +188,7 @@ def run_load(control: str, stream: str, plan: LoadPlan, memory: Callable[[], flo
                 client = clients[i]
                 msg = _make_event(client, sessions, rng)
                 client.events[msg.id] = _Event(msg, now)
-                client.pub.send_multipart(encode(msg), zmq.NOBLOCK)
+                client.send(msg)
                 sent += 1
                 heapq.heappush(resends, (now + RESEND_S, msg.id, i))
                 heapq.heappush(next_send, (due + 1.0 / plan.rate, i))
@@ -197,7 +197,7 @@ def run_load(control: str, stream: str, plan: LoadPlan, memory: Callable[[], flo
                 event = clients[i].events[event_id]
                 if event.finals:
                     continue
-                clients[i].pub.send_multipart(encode(event.msg), zmq.NOBLOCK)
+                clients[i].send(event.msg)
                 resent += 1
                 event.sends += 1
                 heapq.heappush(resends, (now + event.resend_wait(), event_id, i))
@@ -209,7 +209,7 @@ def run_load(control: str, stream: str, plan: LoadPlan, memory: Callable[[], flo
             wait = min([t for t, _ in next_send[:1] if now < stop_sending] + [t for t, _, _ in resends[:1]]
                        + [now + 0.05]) - now
             for sock, _ in poller.poll(max(0.0, wait) * 1000):
-                _read(by_sub[sock], time.monotonic())
+                _read(by_sock[sock], time.monotonic())
             for c in clients:  # a busy socket must not starve the others' reading
                 _read(c, time.monotonic())
         elapsed = time.monotonic() - start
@@ -280,7 +280,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="longlive-soak-") as directory:
             daemon = _serve(model, directory, args)
             try:
-                figures = run_load(f"ipc://{directory}/control", f"ipc://{directory}/stream", plan,
+                figures = run_load(f"ipc://{directory}/control", plan,
                                    memory=lambda: rss_mib(daemon.pid))
             finally:
                 daemon.terminate()

@@ -1,7 +1,9 @@
 """The daemon's sockets, bound with the security the endpoints call for.
 
-    control_sub  SUB, bound: events from controllers' PUB sockets (subscribed to everything)
-    stream_pub   XPUB, bound: frames, acks, errors, status, heartbeats; reports subscriptions
+    control      ROUTER, bound: events from controllers' DEALER sockets in, and each event's
+                 answers (acks, errors, status replies) back to the connection that sent it
+    stream_pub   XPUB, bound: frames, status, heartbeats, relayed game events, and copies of
+                 the answers for observers; reports subscriptions
     zap          REP (only with CURVE client keys): answers ZeroMQ's authentication requests
                  (ZAP), polled by the daemon loop like the others, so no authenticator thread runs
 
@@ -61,9 +63,9 @@ class DaemonSockets:
             self.zap = context.socket(zmq.REP)
             self.zap.linger = 0
             self.zap.bind(ZAP_ENDPOINT)
-        self.control_sub = context.socket(zmq.SUB)
+        self.control = context.socket(zmq.ROUTER)
         self.stream_pub = context.socket(zmq.XPUB)
-        for sock in (self.control_sub, self.stream_pub):
+        for sock in (self.control, self.stream_pub):
             sock.linger = 0
             if curve is not None:
                 public, secret = zmq.auth.load_certificate(curve.secret_file)
@@ -72,12 +74,16 @@ class DaemonSockets:
                 sock.curve_server = True
                 sock.curve_secretkey = secret
                 sock.curve_publickey = public
-        self.control_sub.maxmsgsize = C.HARD_MESSAGE_BYTES
-        self.control_sub.subscribe(b"")
+        self.control.maxmsgsize = C.HARD_MESSAGE_BYTES
+        # Answers are small, so a connection may queue many (a burst's acks are never dropped
+        # for a controller that reads); an answer to a gone or stuck peer raises instead of
+        # vanishing silently, and the daemon counts it (SPEC section 9).
+        self.control.sndhwm = C.ANSWER_HWM
+        self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)
         # Verbose-r: every subscribe and unsubscribe reaches the daemon, duplicates included.
         self.stream_pub.setsockopt(zmq.XPUB_VERBOSER, 1)
         self.stream_pub.sndhwm = hwm
-        self.control_sub.bind(control)
+        self.control.bind(control)
         self.stream_pub.bind(stream)
 
     def handle_zap(self) -> None:
@@ -95,11 +101,11 @@ class DaemonSockets:
 
     def endpoints(self) -> tuple[str, str]:
         """The bound endpoints, with the real port when a tcp port 0 was asked for."""
-        return (self.control_sub.getsockopt_string(zmq.LAST_ENDPOINT),
+        return (self.control.getsockopt_string(zmq.LAST_ENDPOINT),
                 self.stream_pub.getsockopt_string(zmq.LAST_ENDPOINT))
 
     def close(self) -> None:
-        self.control_sub.close()
+        self.control.close()
         self.stream_pub.close()
         if self.zap is not None:
             self.zap.close()
