@@ -49,7 +49,7 @@ HEARTBEAT_LIVENESS = 3  # heartbeats missed before a client may consider the dae
 STATUS_PERIOD_S = 2.0  # unsolicited status per session; also sent at once to new subscribers
 CONTROL_READS_PER_TURN = 256  # control messages the daemon reads between two blocks at most
 ANSWER_HWM = 10_000  # answers queued per controller connection before the daemon drops one
-DUPLICATE_MEMORY = 4096  # answered event ids remembered for resends; pending ids are kept until answered
+DUPLICATE_MEMORY = 65_536  # answered event ids remembered for resends; pending ids are kept until answered
 
 TRANSITIONS = ("recache", "cut", "none", "blend")
 IDLE_POLICIES = ("keep", "pause", "close")  # what a session does with no frame subscriber (open.idle)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from protocol.messages import StreamMessage
 
 
 class RateLimiter:
@@ -30,6 +29,9 @@ class RateLimiter:
         return allowed
 
 
+Encoded = list[bytes]  # a daemon message as sent: [topic, body]
+
+
 class RecentEvents:
     """Event ids and what they were answered with, so that a resent event is never executed
     twice and a lost answer can be sent again. Pending ids (accepted, not yet finally
@@ -40,8 +42,8 @@ class RecentEvents:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._pending: dict[str, list[StreamMessage]] = {}  # id -> its `accepted` ack (or nothing yet)
-        self._answers: OrderedDict[str, list[StreamMessage]] = OrderedDict()
+        self._pending: dict[str, list[Encoded]] = {}  # id -> its `accepted` ack (or nothing yet)
+        self._answers: OrderedDict[str, list[Encoded]] = OrderedDict()
         self._routes: dict[str, bytes] = {}  # unanswered id -> connection of its latest sender
 
     def __contains__(self, event_id: str) -> bool:
@@ -50,7 +52,7 @@ class RecentEvents:
     def __len__(self) -> int:
         return len(self._pending) + len(self._answers)
 
-    def answers(self, event_id: str) -> list[StreamMessage]:
+    def answers(self, event_id: str) -> list[Encoded]:
         """What to publish again for a resend: the final answer, or the `accepted` ack."""
         if event_id in self._pending:
             return self._pending[event_id]
@@ -68,10 +70,10 @@ class RecentEvents:
     def route(self, event_id: str) -> bytes | None:
         return self._routes.get(event_id)
 
-    def pending(self, event_id: str, accepted: StreamMessage | None = None) -> None:
+    def pending(self, event_id: str, accepted: Encoded | None = None) -> None:
         self._pending[event_id] = [] if accepted is None else [accepted]
 
-    def answered(self, event_id: str, messages: list[StreamMessage]) -> None:
+    def answered(self, event_id: str, messages: list[Encoded]) -> None:
         self._pending.pop(event_id, None)
         self._routes.pop(event_id, None)
         self._answers.pop(event_id, None)

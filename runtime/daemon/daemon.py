@@ -405,8 +405,8 @@ class Daemon:
 
     def _accept(self, session: Session, event_id: str, event_type: str, frame: int) -> None:
         """Publish `accepted` (the planned frame) and remember the event as pending."""
-        ack = Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name, status="accepted",
-                  frame=frame)
+        ack = encode(Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name,
+                         status="accepted", frame=frame))
         self.recent.pending(event_id, ack)
         self._send_answer(self.recent.route(event_id), ack)
 
@@ -598,32 +598,38 @@ class Daemon:
         self.plugins.notify("event_acked", session=session.info, ack=AckInfo(event_id, event_type, "superseded", None))
 
     def _answer(self, event_id: str, message: StreamMessage) -> None:
-        """Send the final answer to an event and remember it for resends."""
-        route = self.recent.route(event_id)
-        self.recent.answered(event_id, [message])
-        self._send_answer(route, message)
+        """Send the final answer to an event and remember it (encoded: the memory holds tens
+        of thousands) for resends."""
+        route, parts = self.recent.route(event_id), encode(message)
+        self.recent.answered(event_id, [parts])
+        self._send_answer(route, parts)
 
-    def _send_answer(self, route: bytes | None, message: StreamMessage) -> None:
+    def _send_answer(self, route: bytes | None, message: StreamMessage | list[bytes]) -> None:
         """An answer goes to the connection that sent the event, and a copy to the stream's
-        `ack`/`error`/`status.` subscribers (observers such as HUDs and recorders)."""
+        `ack`/`error`/`status.` subscribers (observers such as HUDs and recorders), if any."""
+        parts = message if isinstance(message, list) else encode(message)
         if route is not None:
-            self._reply(route, message)
-        self._publish(message)
+            self._reply(route, parts)
+        if self.subs.wants(parts[0]):
+            self._send_stream(parts)
 
-    def _reply(self, route: bytes, message: StreamMessage) -> None:
+    def _reply(self, route: bytes, parts: list[bytes]) -> None:
         try:
-            self.sockets.control.send_multipart([route, *encode(message)], zmq.NOBLOCK, copy=False)
+            self.sockets.control.send_multipart([route, *parts], zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone; EAGAIN: its answer queue is full
             self.answers_dropped += 1
-            log.debug("answer %s to a controller connection dropped: %s", message.id, exc)
+            log.debug("an answer to a controller connection was dropped: %s", exc)
 
     def _publish(self, msg: StreamMessage) -> None:
+        self._send_stream(encode(msg))
+
+    def _send_stream(self, parts: list[bytes]) -> None:
         try:
             # XPUB drops per subscriber at the high-water mark, so this does not block or
             # refuse; NOBLOCK makes sure the generator could never be made to wait here.
-            self.sockets.stream_pub.send_multipart(encode(msg), zmq.NOBLOCK, copy=False)
+            self.sockets.stream_pub.send_multipart(parts, zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            log.warning("stream socket refused a %s message; dropped", msg.TYPE)
+            log.warning("stream socket refused a %s message; dropped", bytes(parts[0]).decode(errors="replace"))
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
