@@ -31,7 +31,7 @@ def pipe():
 
 def test_a_burst_is_answered_in_full_without_resends(pipe):
     """A whole rate budget (200 events: game events answered at once, prompts accepted and
-    then superseded or applied) from each of three controllers at once: 1000 answers, with the
+    then superseded or applied) from each of three controllers at once: 616 answers, with the
     stream socket's default high-water mark of 64."""
     config = DaemonConfig(control=TCP, stream=TCP)
     assert config.hwm == 64
