@@ -256,6 +256,7 @@ class Status(StreamMessage):
     idle: str = spec(choice(C.IDLE_POLICIES), "keep")  # the session's idle policy (open.idle)
     cache_sink_frames: int | None = spec(optional(COUNT), None)  # latent frames of the sink
     cache_window_frames: int | None = spec(optional(COUNT), None)  # latent frames the window holds, sink included
+    answers_dropped: int = spec(COUNT, 0)  # answers the daemon could not deliver to a controller's connection
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -111,4 +111,5 @@ def test_an_answer_to_a_vanished_controller_is_counted_not_fatal(pipe):
         while daemon.answers_dropped == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert daemon.answers_dropped >= 1
+        assert ok.status("main")[0].answers_dropped == daemon.answers_dropped  # what a client can see
         assert ok.event("tick").result(10).status == "applied"

@@ -573,7 +573,7 @@ class Daemon:
                       prompt=session.prompt, paused=session.stopped, seed=session.seed, request_id=request_id,
                       plugins=self.plugins.names, observations_dropped=self.plugins.observations_dropped(),
                       frames_per_block=self.pipe.frames_per_block, max_prompt_tokens=self._max_prompt_tokens,
-                      idle=session.idle)
+                      idle=session.idle, answers_dropped=self.answers_dropped)
 
     def _id(self) -> str:
         self._serial += 1
