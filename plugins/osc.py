@@ -59,7 +59,7 @@ log = logging.getLogger("longlive.plugins.osc")
 
 PREFIX = "/longlive/"
 ACK_ADDRESS, ERROR_ADDRESS = PREFIX + "ack", PREFIX + "error"
-RESEND_S, ACCEPTED_RESEND_S = 0.25, 2.0  # as protocol.client.Controller: fast until accepted, then slow
+RESEND_S, ACCEPTED_RESEND_S = 1.0, 2.0  # as protocol.client.Controller
 NO_ANSWER = (0, "NO_ANSWER")  # the bridge's own error, not a daemon code
 MAX_OUTSTANDING = 256  # events awaiting an answer; more are refused (TOO_MANY_PENDING) rather than queued
 MAX_DATAGRAM = 65535

@@ -2,7 +2,7 @@
 became of every event.
 
 Each controller is what SPEC.md describes: its own DEALER connection to the control socket
-(so its own rate budget), on which its answers come back; it resends an event until it is accepted after 0.25 s, then twice as long each time
+(so its own rate budget), on which its answers come back; it resends an event until it is accepted after 1 s, then twice as long each time
 up to 2 s (the Python client's backoff), then every 2 s until its final answer (SPEC section 6). Events are prompts (half), seeds and game events (a quarter
 each) spread over a few sessions. The figures: events sent, accepted, applied, superseded,
 errored (by code), lost (no final answer by the end), events with two different final
@@ -38,7 +38,7 @@ from protocol.messages import Ack, ControlMessage, Error, GameEvent, Prompt, See
 
 TEXTS = ("a red ball rolls over green grass", "a blue cube slides on the snowy field", "a green tree in the wind",
          "a yellow sun over the sea", "a pink orb rests on the sand", "a white boat on a lake")
-RESEND_S, ACCEPTED_RESEND_S = 0.25, 2.0
+RESEND_S, ACCEPTED_RESEND_S = 1.0, 2.0
 
 
 @dataclass
