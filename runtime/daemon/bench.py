@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,16 +42,20 @@ def in_process_fps(pipe: Pipeline, blocks: int) -> float:
 
 
 class DaemonProcess:
-    """`python -m runtime.daemon serve` on ipc endpoints in a temporary directory."""
+    """`python -m runtime.daemon serve` on ipc endpoints in a temporary directory; `extra`: more
+    serve arguments (e.g. `--plugin NAME --plugin-config FILE`); `log`: its stderr to `self.log`."""
 
-    def __init__(self, model: str, lookahead: float, threads: int | None, session: str = "main") -> None:
+    def __init__(self, model: str, lookahead: float, threads: int | None, session: str = "main",
+                 extra: Sequence[str] = (), log: bool = False) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="longlive-bench-")
+        self.log = Path(self.dir.name) / "serve.log"  # the daemon's stderr, when `log`
         self.control, self.stream = f"ipc://{self.dir.name}/control", f"ipc://{self.dir.name}/stream"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.daemon", "serve", "--model", model, "--lookahead", str(lookahead),
-             "--control", self.control, "--stream", self.stream, "--hwm", "100000", "--session", session]
-            + (["--threads", str(threads)] if threads else []),
-            stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+        with open(self.log, "wb") if log else contextlib.nullcontext() as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "runtime.daemon", "serve", "--model", model, "--lookahead", str(lookahead),
+                 "--control", self.control, "--stream", self.stream, "--hwm", "100000", "--session", session]
+                + (["--threads", str(threads)] if threads else []) + list(extra),
+                stdout=subprocess.DEVNULL, stderr=stderr, cwd=Path(__file__).resolve().parents[2])
 
     def __enter__(self) -> DaemonProcess:
         with Controller(self.control) as ctl:
