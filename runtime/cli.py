@@ -16,6 +16,7 @@ COMMANDS = {
     "send": "runtime.daemon.cli",
     "watch": "runtime.daemon.cli",
     "bench-protocol": "runtime.daemon.cli",
+    "bench-plugins": "runtime.daemon.bench_plugins",
     "keys": "runtime.daemon.keys",
     "soak": "runtime.daemon.soak",
     "bench": "runtime.bench",
