@@ -137,10 +137,12 @@ def _rotating_names(control: str, curve: CurveClient | None, count: int) -> list
         events = [GameEvent(id=ctl.new_id(), client=f"name{i}", session="main", name="tick") for i in range(count)]
         for msg in events:
             ctl.publish(msg)
-        ids = {e.id for e in events}
-        seen: dict[str, list[Ack | Error]] = {}
-        for event_id in sorted(ids, key=[e.id for e in events].index):
-            seen.update(_answers(ctl, {event_id}, until=event_id))
+        seen: dict[str, list[Ack | Error]] = {e.id: [] for e in events}
+        while not all(seen.values()):  # answers need not come in the order sent (SPEC section 6)
+            assert ctl.control.poll(20_000), f"{sum(map(bool, seen.values()))} of {count} answered"
+            msg = decode_stream(ctl.control.recv_multipart())
+            if isinstance(msg, (Ack, Error)) and msg.event_id in seen:
+                seen[msg.event_id].append(msg)
     limited = [m for answers in seen.values() for m in answers if isinstance(m, Error)]
     assert all(e.code == ErrorCode.RATE_LIMITED for e in limited), limited
     return limited

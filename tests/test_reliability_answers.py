@@ -9,6 +9,7 @@ once, with no resend, at the default `--hwm`.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -113,3 +114,41 @@ def test_an_answer_to_a_vanished_controller_is_counted_not_fatal(pipe):
         assert daemon.answers_dropped >= 1
         assert ok.status("main")[0].answers_dropped == daemon.answers_dropped  # what a client can see
         assert ok.event("tick").result(10).status == "applied"
+
+
+def test_control_is_admitted_while_a_block_is_generated(pipe):
+    """During a long block the daemon reads control: a resend of a pending event is answered
+    before the block ends; a new event is handled right after it, planned for the block after
+    the one in progress (SPEC section 6, Timing)."""
+    with serve_in_thread(pipe, DaemonConfig(control=TCP, stream=TCP)) as daemon, \
+            Controller(daemon.endpoints[0], name="during") as ctl:
+        frame = ctl.status("main")[0].frame
+        pending = Prompt(id=ctl.new_id(), client=ctl.name, session="main", text="a blue cube", at_frame=frame + 300)
+        planned = ctl.submit(pending).accepted_frame(10)
+        started, finished = threading.Event(), threading.Event()
+        step = pipe.engine.step
+
+        def slow(streams):
+            started.set()
+            time.sleep(1.5)
+            out = step(streams)
+            finished.set()
+            return out
+
+        pipe.engine.step = slow
+        try:
+            assert started.wait(10)
+            while ctl.control.poll(0):  # nothing from before: what comes next answers the resend
+                ctl.control.recv_multipart()
+            ctl.publish(pending)  # a resend, while the block is in progress
+            tick = GameEvent(id=ctl.new_id(), client=ctl.name, session="main", name="tick")
+            ctl.publish(tick)
+            assert ctl.control.poll(10_000)
+            resend = [decode_stream(ctl.control.recv_multipart())]
+            answered_during_block = not finished.is_set()
+            after = _collect(ctl, [tick], timeout=10)[tick.id]
+        finally:
+            del pipe.engine.step
+    assert resend[0].event_id == pending.id and resend[0].status == "accepted" and resend[0].frame == planned
+    assert answered_during_block
+    assert finished.is_set() and [a.status for a in after] == ["applied"]

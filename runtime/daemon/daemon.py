@@ -45,6 +45,7 @@ from runtime.pipeline import Pipeline, PromptError, VideoStream
 from runtime.profiling import stage
 
 log = logging.getLogger("longlive.daemon")
+MAX_DEFERRED = 4 * C.CONTROL_READS_PER_TURN  # control messages read during one block at most
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class Daemon:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="longlive-generate")
         self.answers_dropped = 0  # answers a controller's connection could not take (gone, or its queue full)
         self._boot, self._serial = secrets.token_hex(3), 0
+        # While a block is generated, control messages are admitted (decoded, checked, resends
+        # answered) and queued here; they are handled once the block is done (`_step`).
+        self._deferred: list[tuple[ControlMessage, bytes, float]] | None = None
+        self._deferred_ids: set[str] = set()
         self._stopping = False
         now = self.clock()
         self._next_heartbeat, self._next_status = now, now + config.status_s
@@ -129,13 +134,17 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask `run()` to return; safe from a signal handler or from one other thread."""
+        self._stopping = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Make the loop's poll return; safe from a signal handler or the worker thread."""
         with self._wake_lock:  # the loop closes the wake socket under the same lock
-            self._stopping = True
             if not self._wake_send.closed:
                 try:
                     self._wake_send.send(b"", zmq.NOBLOCK)
                 except zmq.Again:
-                    pass  # wake-ups already queued: the loop will see the flag
+                    pass  # wake-ups already queued
 
     def turn(self) -> None:
         now = self.clock()
@@ -222,7 +231,22 @@ class Daemon:
             return
         due = [s for s in active if s.pacer.ready_at(s.next_frame) <= now + 0.5 * s.pacer.block_s]
         plans = {s.name: s.take_due_prompts() for s in due}
-        result = self._off_loop(lambda: self._generate(due, plans))
+        self._deferred = []
+        try:
+            result = self._off_loop(lambda: self._generate(due, plans))
+            self._publish_block(due, plans, result)
+        finally:
+            deferred, self._deferred = self._deferred, None
+            self._deferred_ids.clear()
+            for msg, route, received in deferred or ():
+                try:
+                    self._admit(msg, route, received)
+                except Exception:  # a daemon bug costs that event (its resend is judged afresh), not the rest
+                    log.exception("admitting %s %s failed", msg.TYPE, msg.id)
+
+    def _publish_block(self, due: list[Session], plans: dict[str, tuple[PendingPrompt | None, list[PendingPrompt]]],
+                       result: tuple[dict[str, np.ndarray], dict[str, BaseException], dict[str, str]]) -> None:
+        """Answer, publish and account for the block the worker made."""
         blocks, failures, refused = result
         done, wall = self.clock(), self.wall_clock()
         observed = self.plugins.observes("frames")
@@ -254,18 +278,26 @@ class Daemon:
                 self._ack(item.event_id, item.event_type, session, first, item.prompt, latency)
 
     def _off_loop(self, work: Callable[[], Any]) -> Any:
-        """Run `work` on the worker; meanwhile keep handshakes and heartbeats on time.
-        Control and subscriptions wait in their sockets until the block is done."""
+        """Run `work` on the worker; meanwhile keep handshakes and heartbeats on time and admit
+        control messages (`_on_control` queues them for after the block). Subscriptions wait
+        in their socket until the block is done."""
         future: Future = self._worker.submit(work)
+        future.add_done_callback(lambda _: self._wake())
         poller = zmq.Poller()
-        if self.sockets.zap is not None:
-            poller.register(self.sockets.zap, zmq.POLLIN)
+        for sock in (self.sockets.control, self._wake_recv, self.sockets.zap):
+            if sock is not None:
+                poller.register(sock, zmq.POLLIN)
         while not future.done():
-            wait = min(0.02, max(0.0, self._next_heartbeat - self.clock()))
-            if self.sockets.zap is not None and poller.poll(wait * 1000):
+            wait = max(0.0, self._next_heartbeat - self.clock())
+            events = dict(poller.poll(math.ceil(wait * 1000)))
+            if self.sockets.zap is not None and self.sockets.zap in events:
                 self.sockets.handle_zap()
-            else:
-                wait_futures([future], timeout=wait)
+            if self._wake_recv in events:
+                self._wake_recv.recv()
+            if self.sockets.control in events:
+                self._drain_control()
+                if len(self._deferred or ()) >= MAX_DEFERRED:  # the rest waits in ZeroMQ's queues
+                    poller.unregister(self.sockets.control)
             self._heartbeat(self.clock())
         return future.result()
 
@@ -352,17 +384,28 @@ class Daemon:
             for answer in self.recent.answers(msg.id):  # the original's answer, never a new one
                 self._reply(route, answer)
             return
+        if not isinstance(msg, StatusRequest) and msg.id in self._deferred_ids:
+            return  # a resend of an event waiting for the block in progress: answered after it
         if not self.limiter.allow(sender, now):
             who = f"key {peer}" if peer else f"connection of client {msg.client or '(anonymous)'}"
             self._send_answer(route, self._error(msg.id, ErrorCode.RATE_LIMITED, f"{who} sends more than "
                                                  f"{C.EVENTS_PER_SECOND:g} events/s; event dropped", session))
             return
+        if self._deferred is not None:  # the worker is using the sessions: handle it after the block
+            self._deferred.append((msg, route, now))
+            self._deferred_ids.add(msg.id)
+            return
+        self._admit(msg, route, now)
+
+    def _admit(self, msg: ControlMessage, route: bytes, received: float) -> None:
+        """Step 4 of admission: the daemon's state decides (SPEC section 6)."""
+        session = getattr(msg, "session", None)
         if isinstance(msg, StatusRequest):
             self._on_status_request(msg, route)
             return
         self.recent.admitted(msg.id, route)
         try:
-            self._handle(msg, now)
+            self._handle(msg, received)
         except ProtocolError as exc:
             self._answer(msg.id, self._error(msg.id, exc.code, exc.message, session))
         except Exception as exc:  # a daemon bug must cost one event, not the stream
