@@ -45,7 +45,7 @@ from runtime.pipeline import Pipeline, PromptError, VideoStream
 from runtime.profiling import stage
 
 log = logging.getLogger("longlive.daemon")
-MAX_DEFERRED = 4 * C.CONTROL_READS_PER_TURN  # control messages read during one block at most
+MAX_DEFERRED = C.CONTROL_READS_PER_TURN  # control messages read during one block at most (GIL time taken from the worker)
 
 
 @dataclass(frozen=True)
