@@ -21,6 +21,7 @@ import asyncio
 import io
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -294,9 +295,38 @@ class Viewer:
                 f"{C.TOPIC_EVENT}.{s}" for s in sorted(self.sessions)]
         for topic in prefixes + [t for t, on in wanted.items() if on]:
             self.stream_sub.subscribe(topic.encode())
+        self._heartbeats = heartbeats
+        self._early: deque[Received] = deque()  # what arrived during `wait_ready`, for `recv`
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Return once the daemon has this viewer's subscriptions, so that nothing it publishes
+        from now on is missed (ZeroMQ drops what is published before a subscription arrives:
+        open a session after this, not before, to see its first frames). The daemon greets a
+        new heartbeat subscriber with a heartbeat at once and subscriptions take effect in
+        order, so one heartbeat proves them all. What arrives meanwhile stays queued for `recv`;
+        TimeoutError if no daemon answers."""
+        topic = C.TOPIC_HEARTBEAT.encode()
+        if not self._heartbeats:
+            self.stream_sub.subscribe(topic)
+        deadline = time.monotonic() + timeout
+        try:
+            while not isinstance(msg := self._receive(max(0.0, deadline - time.monotonic())), Heartbeat):
+                if msg is None:
+                    raise TimeoutError(f"no heartbeat from the daemon within {timeout} s; is it running?")
+                self._early.append(msg)
+            if self._heartbeats:
+                self._early.append(msg)
+        finally:
+            if not self._heartbeats:
+                self.stream_sub.unsubscribe(topic)
 
     def recv(self, timeout: float | None = None) -> Received | None:
         """The next message (frames as Pictures), or None if nothing came within `timeout` s."""
+        if self._early:
+            return self._early.popleft()
+        return self._receive(timeout)
+
+    def _receive(self, timeout: float | None) -> Received | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000

@@ -270,6 +270,7 @@ def play(function: StoryFunction, config: LiveConfig, on_picture: Callable[[Pict
     with Controller(config.control, curve=curve) as ctl, \
             Viewer(config.stream, sessions=[config.session], acks=False, errors=False, status=False, events=True,
                    curve=curve) as viewer:
+        viewer.wait_ready()  # subscribed before the session opens: its first frames are not lost
         driver = LiveDriver(config, ctl, viewer, on_picture, out)
         failed = True
         try:

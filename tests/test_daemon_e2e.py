@@ -332,3 +332,16 @@ def test_pause_before_the_next_block_supersedes_a_resume(pipe):
         daemon.close()
     assert acks[resume.id].status == "superseded" and acks[resume.id].superseded_by == pause_again.id
     assert acks[pause_again.id].frame == pause.frame and daemon.sessions == {}
+
+
+def test_a_viewer_that_waits_until_ready_sees_a_new_sessions_first_frame(pipe):
+    """The daemon greets a heartbeat subscriber at once, so `wait_ready` returns as soon as the
+    subscriptions are in, and a session opened after it is seen from frame 0 (SPEC section 5)."""
+    with daemon_on(pipe, heartbeat_s=3600.0) as (_, control, stream), \
+            Viewer(stream, sessions=["fresh"], acks=False, status=False) as view, Controller(control) as ctl:
+        started = time.monotonic()
+        view.wait_ready(10)  # no regular heartbeat for an hour: only the greeting can answer
+        waited = time.monotonic() - started
+        ctl.open("fresh", seed=1).result(10)
+        first = next(view.frames(timeout=20))
+    assert first.frame.frame == 0 and waited < 5

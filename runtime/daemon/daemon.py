@@ -578,10 +578,15 @@ class Daemon:
     # ------------------------------------------------------------------ publishing
 
     def _on_subscription(self, event: bytes) -> None:
-        """Greet a new status subscriber with the current state of every session it matches."""
+        """Greet a new status subscriber with the current state of every session it matches,
+        and a new heartbeat subscriber with a heartbeat (it then knows its subscriptions are in)."""
         prefix = self.subs.update(event)
         if prefix is None:
             return
+        if C.TOPIC_HEARTBEAT.encode().startswith(prefix):
+            now = self.clock()
+            self._publish(Heartbeat(id=self._id(), time=self.wall_clock(), period=max(0.001, self._next_heartbeat - now),
+                                    sessions=tuple(self.sessions)))
         for session in self.sessions.values():
             if f"{C.TOPIC_STATUS}.{session.name}".encode().startswith(prefix):
                 self._publish(self._status(session, None))
