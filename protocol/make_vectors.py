@@ -200,7 +200,7 @@ def _version_2() -> list[Vector]:
         _bad("payload-17-deep", "control", (b"event", _pack({**event, "payload": {"d": depth_16}})), "BAD_FIELD",
              "a payload nested 17 levels"),
         _bad("nested-1000-deep", "control", (b"prompt", _pack(_prompt(name=nested))), "MALFORMED",
-             f"a 1 KB body nested 1000 levels (limit MAX_NESTING = 32 for the whole body)"),
+             "a 1 KB body nested 1000 levels (limit MAX_NESTING = 32 for the whole body)"),
         _bad("binary-key", "control", (b"prompt", _pack({**_prompt(), b"x": 1})), "MALFORMED", "a binary map key"),
         _bad("binary-key-in-payload", "control", (b"event", _pack({**event, "payload": {b"k": 1}})), "MALFORMED",
              "a binary map key inside a payload"),

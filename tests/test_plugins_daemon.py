@@ -14,7 +14,6 @@ import pytest
 from plugins import AckInfo, DaemonInfo, SessionInfo, hookimpl
 from plugins.host import PluginHost
 from protocol.client import Controller, Picture, Viewer
-from protocol.messages import Status
 from runtime.daemon.daemon import DaemonConfig
 from runtime.daemon.inprocess import serve_in_thread
 from runtime.pipeline import load_pipeline

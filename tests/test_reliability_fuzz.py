@@ -23,7 +23,6 @@ import zmq
 from protocol import StatusRequest, encode
 from protocol.client import Controller, Viewer
 from protocol.codec import decode_stream
-from protocol.messages import Ack
 from runtime.daemon.daemon import DaemonConfig
 from runtime.daemon.inprocess import serve_in_thread
 from runtime.pipeline import load_pipeline

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 import math
 import secrets
 import threading
