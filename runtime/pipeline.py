@@ -80,13 +80,15 @@ class Pipeline:
     def step(self, streams: Sequence[VideoStream]) -> list[np.ndarray]:
         """One block for every stream, in one batched forward; decoded RGB frames per stream."""
         latents = self.engine.step([s.latent for s in streams])
-        out = []
-        for s, lat in zip(streams, latents):
-            with stage(self.engine.clock, "decode"):
-                frames = s.decoder.decode(lat)
-            s.frame_index += len(frames)
-            out.append(frames)
-        return out
+        return [self.decode(s, lat) for s, lat in zip(streams, latents)]
+
+    def decode(self, stream: VideoStream, latent: torch.Tensor) -> np.ndarray:
+        """The RGB frames of one stream's new block, which advance its frame index. Separate from
+        `step` so a server can decode per stream and charge a decoder failure to its stream alone."""
+        with stage(self.engine.clock, "decode"):
+            frames = stream.decoder.decode(latent)
+        stream.frame_index += len(frames)
+        return frames
 
 
 Builder = Callable[..., Pipeline]

@@ -41,7 +41,6 @@ from runtime.daemon.session import Awaiting, PendingPrompt, Session
 from runtime.daemon.sockets import CurveServer, DaemonSockets
 from runtime.daemon.subscriptions import Subscriptions
 from runtime.pipeline import Pipeline, PromptError, VideoStream
-from runtime.profiling import stage
 
 log = logging.getLogger("longlive.daemon")
 MAX_DEFERRED = C.CONTROL_READS_PER_TURN  # control messages read during one block at most (GIL time taken from the worker)
@@ -336,10 +335,7 @@ class Daemon:
         blocks: dict[str, np.ndarray] = {}
         for session, latent in zip(healthy, latents):
             try:  # decoded per session, so a decoder failure costs only its own block
-                with stage(self.pipe.engine.clock, "decode"):
-                    frames = session.stream.decoder.decode(latent)
-                session.stream.frame_index += len(frames)
-                blocks[session.name] = frames
+                blocks[session.name] = self.pipe.decode(session.stream, latent)
             except Exception as exc:
                 failures[session.name] = exc
         return blocks, failures, refused
