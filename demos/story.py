@@ -143,6 +143,7 @@ class StoryThread:
         with Controller(self.control) as ctl, \
                 Viewer(self.stream, sessions=[self.session], acks=False, errors=False, status=False,
                        events=True) as viewer:
+            viewer.wait_ready()  # subscribed before the session opens: its first frames are not lost
             driver = _ScreenDriver(self.board, self._stop, config, ctl, viewer)
             failed = True
             try:  # as scripting.live.play does, with the driver that tells the window its questions
