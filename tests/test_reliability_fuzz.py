@@ -122,7 +122,7 @@ def _flood(hostile: zmq.Socket, answers: zmq.Socket, messages: list[list[bytes]]
     """Send every message, then a status request on the same connection; return once it is
     answered, i.e. once the daemon has read everything sent before it."""
     for parts in messages:
-        hostile.send_multipart(parts, zmq.NOBLOCK)
+        hostile.send_multipart(parts)  # blocks while the queue is full: every message reaches the daemon
     hostile.send_multipart(encode(StatusRequest(id=end_id, client="fuzz-end")))
     deadline = time.monotonic() + 60
     while True:
@@ -140,7 +140,7 @@ def test_a_flood_of_malformed_messages_leaves_the_daemon_serving(pipe):
         context = zmq.Context()
         try:
             hostile = context.socket(zmq.DEALER)
-            hostile.sndhwm = 0  # queue everything here, so every message reaches the daemon
+            hostile.sndhwm = 1000  # a bounded queue here, so the flood's memory is the daemon's to show
             hostile.connect(control)
             answers = hostile  # answers come back on the sender's connection
             hostile.send_multipart(encode(StatusRequest(id="probe", client="fuzz-end")))
