@@ -37,7 +37,9 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
         "day": ("day", "daytime", "daylight", "broad daylight", "sunny", "sun", "sunshine", "sunlit", "midday",
                 "noon", "morning", "afternoon", "cloudless", "blue sky", "clear sky", "bright~"),
         "sunset": ("sunset", "sundown", "sunrise", "dawn", "dusk", "twilight", "evening", "golden hour",
-                   "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "orange~", "glowing~", "warm~"),
+                   "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "sun goes down",
+                   "sun going down", "sun sets", "sun is setting", "sun comes up", "orange~", "glowing~", "glow~",
+                   "warm~"),
         "night": ("night", "nighttime", "midnight", "starry", "stars", "star", "starlit", "moon", "moonlit",
                   "moonlight", "black sky", "dark sky", "dark~", "black~"),
         "storm": ("storm", "stormy", "thunder", "thunderstorm", "thunderclouds", "thundercloud", "thundery",
@@ -70,7 +72,7 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
         "right": ("right", "to the right", "rightward", "rightwards", "eastward", "east", "from left to right",
                   "left to right", "rolls~", "roll~", "rolling~", "rolled~", "moves~", "moving~", "move~",
                   "slides~", "sliding~", "slide~", "travels~", "travelling~", "traveling~", "heads~",
-                  "goes~", "drifts~", "drifting~", "glides~", "gliding~", "runs~", "running~"),
+                  "goes~", "going~", "heading~", "drifts~", "drifting~", "glides~", "gliding~", "runs~", "running~"),
         "bounce": ("bounce", "bounces", "bouncing", "bouncy", "hop", "hops", "hopping", "jump", "jumps",
                    "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing"),
         "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "stays", "staying", "sit",
@@ -98,6 +100,7 @@ should has have without s t i we you see show shows showing make let please watc
 frame where what how under beneath amid amidst during against beside behind front whole entire across
 its their my our nice pretty cute vivid pale deep soft solid toy toys game player beautiful lovely tall
 wide wet cold hot endlessly forever constantly repeatedly continuously gets getting starts starting
+floating floats float coming comes fall falls fell overhead hard lightly
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
