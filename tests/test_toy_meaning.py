@@ -47,6 +47,13 @@ def test_canonical_sentences_are_training_sentences():
                                                        "weather": "snow"}),
     ("blue sky over a lake, purple pyramid not moving", {"sky": "day", "ground": "water", "colour": "purple",
                                                          "shape": "triangle", "motion": "rest"}),
+    # generic motion verbs move (weakly, to the right), a direction or a rest word wins; floating says nothing
+    ("a cube going across the field", {"shape": "cube", "motion": "right", "ground": "grass"}),
+    ("a box heading left", {"shape": "cube", "motion": "left"}),
+    ("a ball floating still on the pond", {"shape": "ball", "motion": "rest", "ground": "water"}),
+    ("a ball on the lake as the sun goes down, snow coming down", {"shape": "ball", "ground": "water",
+                                                                   "sky": "sunset", "weather": "snow"}),
+    ("raining hard, storm overhead, a ball", {"weather": "rain", "sky": "storm", "shape": "ball"}),
 ])
 def test_user_wordings(text, expected):
     assert meaning.read(text) == expected
