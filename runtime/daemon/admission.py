@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 
-
 class RateLimiter:
     """One token bucket per sender, holding at most `burst` tokens and refilled at `rate` per
     second; a message costs one. The sender key is the CURVE key when there is one, else the

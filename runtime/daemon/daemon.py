@@ -192,8 +192,10 @@ class Daemon:
         if now >= self._next_heartbeat:
             # Scheduled from the previous due time, not from now, so the period does not drift.
             self._next_heartbeat = max(self._next_heartbeat + self.config.heartbeat_s, now)
-            self._publish(Heartbeat(id=self._id(), time=self.wall_clock(), period=self.config.heartbeat_s,
-                                    sessions=tuple(self.sessions)))
+            self._send_heartbeat(self.config.heartbeat_s)
+
+    def _send_heartbeat(self, period: float) -> None:
+        self._publish(Heartbeat(id=self._id(), time=self.wall_clock(), period=period, sessions=tuple(self.sessions)))
 
     def _apply_idle_policies(self, now: float) -> None:
         """Pause or close sessions nobody watches (open.idle); resume paused ones once watched."""
@@ -374,13 +376,14 @@ class Daemon:
                 self._send_answer(route, self._error(exc.event_id, exc.code, exc.message, None))
             return
         session = getattr(msg, "session", None)
-        if not isinstance(msg, StatusRequest) and msg.id in self.recent:
-            self.recent.resent(msg.id, route)
-            for answer in self.recent.answers(msg.id):  # the original's answer, never a new one
-                self._reply(route, answer)
-            return
-        if not isinstance(msg, StatusRequest) and msg.id in self._deferred_ids:
-            return  # a resend of an event waiting for the block in progress: answered after it
+        if not isinstance(msg, StatusRequest):  # status requests are answered afresh every time
+            if msg.id in self.recent:
+                self.recent.resent(msg.id, route)
+                for answer in self.recent.answers(msg.id):  # the original's answer, never a new one
+                    self._reply(route, answer)
+                return
+            if msg.id in self._deferred_ids:
+                return  # a resend of an event waiting for the block in progress: answered after it
         if not self.limiter.allow(sender, now):
             who = f"key {peer}" if peer else f"connection of client {msg.client or '(anonymous)'}"
             self._send_answer(route, self._error(msg.id, ErrorCode.RATE_LIMITED, f"{who} sends more than "
@@ -579,9 +582,7 @@ class Daemon:
         if prefix is None:
             return
         if C.TOPIC_HEARTBEAT.encode().startswith(prefix):
-            now = self.clock()
-            self._publish(Heartbeat(id=self._id(), time=self.wall_clock(), period=max(0.001, self._next_heartbeat - now),
-                                    sessions=tuple(self.sessions)))
+            self._send_heartbeat(max(0.001, self._next_heartbeat - self.clock()))  # the time left to the next
         for session in self.sessions.values():
             if f"{C.TOPIC_STATUS}.{session.name}".encode().startswith(prefix):
                 self._publish(self._status(session, None))
