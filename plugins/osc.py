@@ -59,7 +59,6 @@ log = logging.getLogger("longlive.plugins.osc")
 
 PREFIX = "/longlive/"
 ACK_ADDRESS, ERROR_ADDRESS = PREFIX + "ack", PREFIX + "error"
-RESEND_S, ACCEPTED_RESEND_S = 1.0, 2.0  # as protocol.client.Controller
 NO_ANSWER = (0, "NO_ANSWER")  # the bridge's own error, not a daemon code
 MAX_OUTSTANDING = 256  # events awaiting an answer; more are refused (TOO_MANY_PENDING) rather than queued
 MAX_DATAGRAM = 65535
@@ -422,7 +421,7 @@ class OscBridge:
                     ErrorCode.TOO_MANY_PENDING, f"the bridge already waits for {MAX_OUTSTANDING} answers"))
             else:
                 now = time.monotonic()
-                self._pending[msg.id] = _Pending(msg, reply_to, now + RESEND_S, now + self.settings.no_answer_s)
+                self._pending[msg.id] = _Pending(msg, reply_to, now + C.RESEND_S, now + self.settings.no_answer_s)
                 self._send(msg)
 
     def _read_answers(self) -> None:
@@ -447,7 +446,7 @@ class OscBridge:
                 if reply.final:
                     del self._pending[reply.event_id]
                 else:
-                    pending.accepted, pending.resend_at = True, time.monotonic() + ACCEPTED_RESEND_S
+                    pending.accepted, pending.resend_at = True, time.monotonic() + C.ACCEPTED_RESEND_S
                 frame = -1 if reply.frame is None else reply.frame
                 self._reply(pending.reply_to, osc_message(ACK_ADDRESS, reply.event_id, frame, reply.status))
 
@@ -462,7 +461,7 @@ class OscBridge:
                                                           f"in {self.settings.no_answer_s:g} s; is it running?"))
             elif now >= pending.resend_at:
                 self._send(pending.msg)
-                pending.resend_at = now + (ACCEPTED_RESEND_S if pending.accepted else RESEND_S)
+                pending.resend_at = now + (C.ACCEPTED_RESEND_S if pending.accepted else C.RESEND_S)
 
     def _send(self, msg: ControlMessage) -> None:
         try:

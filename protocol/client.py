@@ -154,7 +154,7 @@ class Controller:
 
     def __init__(self, control: str = C.DEFAULT_CONTROL_ENDPOINT, *, name: str | None = None,
                  context: zmq.Context | None = None, curve: CurveClient | None = None,
-                 resend_interval: float = 1.0, accepted_resend_interval: float = 2.0) -> None:
+                 resend_interval: float = C.RESEND_S, accepted_resend_interval: float = C.ACCEPTED_RESEND_S) -> None:
         self.name = name or f"ctl-{uuid.uuid4().hex[:8]}"
         self.resend_interval = resend_interval
         self.accepted_resend_interval = accepted_resend_interval

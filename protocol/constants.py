@@ -49,6 +49,11 @@ HEARTBEAT_LIVENESS = 3  # heartbeats missed before a client may consider the dae
 STATUS_PERIOD_S = 2.0  # unsolicited status per session; also sent at once to new subscribers
 CONTROL_READS_PER_TURN = 256  # control messages the daemon reads between two blocks at most
 ANSWER_HWM = 10_000  # answers queued per controller connection before the daemon drops one
+# The resend schedule SPEC section 6 recommends (the Python Controller, the OSC bridge and the
+# soak's controllers follow it): first resend after RESEND_S, the wait doubling up to
+# ACCEPTED_RESEND_S until `accepted`, then every ACCEPTED_RESEND_S until the final answer.
+RESEND_S = 1.0
+ACCEPTED_RESEND_S = 2.0
 DUPLICATE_MEMORY = 65_536  # answered event ids remembered for resends; pending ids are kept until answered
 
 TRANSITIONS = ("recache", "cut", "none", "blend")

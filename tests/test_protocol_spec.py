@@ -31,7 +31,7 @@ def test_limits_table_matches_constants():
 def test_inline_constants_match():
     for name in ("DEFAULT_CONTROL_ENDPOINT", "DEFAULT_STREAM_ENDPOINT", "HEARTBEAT_PERIOD_S", "HEARTBEAT_LIVENESS",
                  "DUPLICATE_MEMORY", "NAME_PATTERN", "STATUS_PERIOD_S", "MAX_NESTING", "IDLE_AFTER_S",
-                 "CONTROL_READS_PER_TURN", "ANSWER_HWM"):
+                 "CONTROL_READS_PER_TURN", "ANSWER_HWM", "RESEND_S", "ACCEPTED_RESEND_S"):
         assert f"`{name} = {getattr(C, name)}`" in SPEC, name
     assert "`MAX_PROMPT_CHARS`" in SPEC
 

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import zmq
 
+from protocol import constants as C
 from protocol.client import Controller
 from protocol.codec import decode_stream, encode
 from protocol.messages import Ack, ControlMessage, Error, GameEvent, Prompt, Seed, StatusRequest
 
 TEXTS = ("a red ball rolls over green grass", "a blue cube slides on the snowy field", "a green tree in the wind",
          "a yellow sun over the sea", "a pink orb rests on the sand", "a white boat on a lake")
-RESEND_S, ACCEPTED_RESEND_S = 1.0, 2.0
 
 
 @dataclass
@@ -63,8 +63,8 @@ class _Event:
     sends: int = 1
 
     def resend_wait(self) -> float:
-        """The Controller's rule: backoff doubling from RESEND_S while unaccepted, then ACCEPTED_RESEND_S."""
-        return ACCEPTED_RESEND_S if self.accepted else min(RESEND_S * 2 ** (self.sends - 1), ACCEPTED_RESEND_S)
+        """The Controller's rule (SPEC section 6): doubling from RESEND_S while unaccepted, then ACCEPTED_RESEND_S."""
+        return C.ACCEPTED_RESEND_S if self.accepted else min(C.RESEND_S * 2 ** (self.sends - 1), C.ACCEPTED_RESEND_S)
 
 
 def rss_mib(pid: int) -> float:
@@ -190,7 +190,7 @@ def run_load(control: str, plan: LoadPlan, memory: Callable[[], float] | None = 
                 client.events[msg.id] = _Event(msg, now)
                 client.send(msg)
                 sent += 1
-                heapq.heappush(resends, (now + RESEND_S, msg.id, i))
+                heapq.heappush(resends, (now + C.RESEND_S, msg.id, i))
                 heapq.heappush(next_send, (due + 1.0 / plan.rate, i))
             while resends and resends[0][0] <= now:
                 _, event_id, i = heapq.heappop(resends)
