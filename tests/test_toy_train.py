@@ -41,6 +41,32 @@ def test_model_made_context_is_the_models_own_prediction_where_asked():
     assert model_made_context(model, attn, x0, xt, sigma, s, cond, 3, torch.tensor([False, False])) is x0
 
 
+@pytest.mark.parametrize("recache_block", [None, 2])
+def test_rollout_context_is_the_models_own_stream_block_by_block(recache_block):
+    """k passes of model_made_context equal generating blocks 1..k one at a time, each from the
+    blocks generated before it (block 0, the spawn, stays ground truth), as a stream does."""
+    torch.manual_seed(0)
+    model = ToyModel(ToyConfig()).eval()
+    nb = 4
+    attn = TeacherForcedAttention(model.cfg.cache, 3, nb, (8, 8), model.cfg.dit.head_dim, recache_block=recache_block)
+    x0, ids, _ = make_batch(np.random.default_rng(3), 2, nb, 3, switch_block=recache_block)
+    sigma = torch.full((2, nb), 0.9)
+    s = sigma.repeat_interleave(3, 1)[:, None, :, None, None]
+    xt = (1 - s) * x0 + s * torch.randn(x0.shape)
+    cond = model.text(ids.flatten(0, 1)).unflatten(0, (2, nb))
+    use = torch.tensor([True, False])
+    reference = x0.clone()
+    with torch.no_grad():
+        for b in range(1, nb):  # straightforward: one block at a time from what came before
+            v = teacher_forced_forward(model, attn, reference, xt, sigma, cond, 3)
+            reference[0, :, 3 * b:3 * b + 3] = (xt - s * v)[0, :, 3 * b:3 * b + 3].clamp(-1, 1)
+    ctx = model_made_context(model, attn, x0, xt, sigma, s, cond, 3, use, passes=nb - 1)
+    torch.testing.assert_close(ctx, reference, atol=1e-5, rtol=1e-5)
+    assert torch.equal(ctx[1], x0[1])
+    short = model_made_context(model, attn, x0, xt, sigma, s, cond, 3, use, passes=1)
+    assert (short[0, :, -3:] - reference[0, :, -3:]).abs().max() > 1e-3  # one pass is not yet a rollout
+
+
 def test_recache_steps_put_every_clips_switch_on_the_chosen_block():
     _, ids, _ = make_batch(np.random.default_rng(2), 6, 5, 3, switch_block=2)
     for clip in ids:

@@ -133,20 +133,32 @@ def teacher_forced_forward(model: ToyModel, attn: TeacherForcedAttention, x0: Te
 
 @torch.no_grad()
 def model_made_context(model: ToyModel, attn: TeacherForcedAttention, x0: Tensor, xt: Tensor, sigma: Tensor,
-                       s: Tensor, cond: Tensor, frames_per_block: int, use: Tensor) -> Tensor:
+                       s: Tensor, cond: Tensor, frames_per_block: int, use: Tensor, passes: int = 0) -> Tensor:
     """Context blocks for the training forward: ground truth, or for the clips where ``use`` is True,
-    the model's own x0 predictions of them (from this step's noisy blocks, at their sigma).
+    the model's own x0 predictions of them (from the noisy blocks ``xt`` at ``sigma``).
 
     At inference the cache holds generated frames, never ground truth; a model that only ever saw
     clean context amplifies its own errors block after block (a smeared object grows into a band).
-    Predictions made from the same noisy blocks carry exactly the errors the model makes, while the
-    targets stay the ground truth, so the model learns to pull its own output back to the data.
+    Predictions made from noisy blocks carry the errors the model makes, while the targets stay the
+    ground truth, so the model learns to pull its own output back to the data.
+
+    ``passes`` = 0: one prediction of every block from ground-truth context (the original recipe).
+    ``passes`` = k >= 1: the first block stays ground truth (a stream's spawn, which the model draws
+    near exactly) and each pass predicts every later block from the previous pass's context, so
+    after k passes blocks 1..k are the model's own k-block rollout, errors compounded as in a stream
+    (issue 13: given ground-truth context the next block is right, free-running it drifts).
     """
     if not bool(use.any()):
         return x0
-    v = teacher_forced_forward(model, attn, x0, xt, sigma, cond, frames_per_block)
-    x0_hat = (xt - s * v.float()).clamp(-1, 1)
-    return torch.where(use[:, None, None, None, None], x0_hat, x0)
+    keep = use[:, None, None, None, None]
+    context = x0
+    for _ in range(max(1, passes)):
+        v = teacher_forced_forward(model, attn, context, xt, sigma, cond, frames_per_block)
+        x0_hat = (xt - s * v.float()).clamp(-1, 1)
+        if passes:
+            x0_hat[:, :, :frames_per_block] = x0[:, :, :frames_per_block]
+        context = torch.where(keep, x0_hat, x0)
+    return context
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -201,6 +213,16 @@ def sample_sigma(g: torch.Generator, shape: tuple[int, ...], p_one: float = 0.3)
     return torch.where(one, torch.ones(shape), u.clamp(1e-3, 1.0))
 
 
+def context_noise(x0: Tensor, g: torch.Generator, lowest: float, fb: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Noisy blocks (x_t, per-block sigma, per-frame sigma) for ``model_made_context`` at sigma ~ U(lowest, 1):
+    the noise levels the sampler's x0 predictions are made at, so the model learns to pull back exactly
+    the blur its generated context carries at inference."""
+    B, _, T = x0.shape[:3]
+    sigma = lowest + (1 - lowest) * torch.rand((B, T // fb), generator=g)
+    s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
+    return (1 - s) * x0 + s * torch.randn(x0.shape, generator=g), sigma, s
+
+
 # -- training loop -------------------------------------------------------------------------
 
 @dataclass
@@ -217,6 +239,11 @@ class TrainConfig:
     object_extra_weight: float = 7.0
     weather_extra_weight: float = 0.0  # extra loss weight on rain/snow particle pixels (weather_weight)
     model_context: float = 0.5  # fraction of clips whose context blocks are the model's own predictions
+    # lowest sigma the model-made context is predicted from (None: this step's noisy blocks, at their
+    # own logit-normal sigma). The sampler's last step is sigma 0.8, so generated context is a
+    # high-sigma x0 prediction, blurrier than most of the training ones (see context_noise).
+    context_sigma: float | None = None
+    context_passes: int = 0  # model_made_context's rollout passes (0: the original one-shot prediction)
     spawn_fraction: float = 0.5  # fraction of clips that start a stream (see make_batch)
     recache_fraction: float = 0.5  # fraction of steps whose clips all switch with LongLive's recache
     # Long clips (issue 13): a bounce period is 18 frames, so a 15-frame clip from the spawn never
@@ -328,8 +355,10 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
             group["lr"] = lr_at(step, tc)
         with amp:
             cond = model.text(ids.flatten(0, 1)).unflatten(0, (batch, n_blocks))
-            context = model_made_context(model, attn, x0, xt, sigma, s, cond, fb,
-                                         torch.rand(batch, generator=g).to(device) < tc.model_context)
+            cx, csigma, cs = (xt, sigma, s) if tc.context_sigma is None else context_noise(x0, g, tc.context_sigma, fb)
+            context = model_made_context(model, attn, x0, cx.to(device), csigma.to(device), cs.to(device), cond, fb,
+                                         torch.rand(batch, generator=g).to(device) < tc.model_context,
+                                         passes=tc.context_passes)
             v = teacher_forced_forward(model, attn, context, xt, sigma, cond, fb)
         err = ((xt - s * v.float()) - x0).pow(2) * loss_weight(s)
         loss = (err * w).mean() / w.mean()
@@ -375,6 +404,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--model-context", type=float, default=d.model_context,
                    help="fraction of clips trained on the model's own predictions as context")
+    p.add_argument("--context-sigma", type=float, default=d.context_sigma,
+                   help="predict model-made context from sigma ~ U(this, 1) (default: the step's own sigma)")
+    p.add_argument("--context-passes", type=int, default=d.context_passes,
+                   help="model-made context as the model's own rollout over this many blocks (0: one-shot)")
     p.add_argument("--recache-fraction", type=float, default=d.recache_fraction,
                    help="fraction of steps that train a recache prompt switch")
     p.add_argument("--weather-weight", type=float, default=d.weather_extra_weight,
@@ -400,7 +433,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
-                     model_context=args.model_context, recache_fraction=args.recache_fraction,
+                     model_context=args.model_context, context_sigma=args.context_sigma, context_passes=args.context_passes, recache_fraction=args.recache_fraction,
                      weather_extra_weight=args.weather_weight, long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
     train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
           bf16=args.bf16, init=Path(args.init) if args.init else None)
