@@ -152,12 +152,19 @@ class Engine:
     # -- generation ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, streams: Sequence[Stream]) -> list[Tensor]:
-        """Advance each stream by one block in one batched pass; returns latents per stream."""
+    def step(self, streams: Sequence[Stream], context: Sequence[Tensor | None] | None = None) -> list[Tensor]:
+        """Advance each stream by one block in one batched pass; returns latents per stream.
+
+        ``context[i]``, where given, is the clean block [C, F, H, W] the cache keeps for stream i
+        instead of the one just generated (teacher forcing: measure how the model continues known
+        frames, separately from how it continues its own).
+        """
         if not streams:
             return []
         if any(s.closed or self.streams.get(s.row) is not s for s in streams):
             raise ValueError("step() got a closed stream or one from another engine")
+        if context is not None and len(context) != len(streams):
+            raise ValueError(f"step() got {len(context)} context blocks for {len(streams)} streams")
         order = sorted(range(len(streams)), key=lambda i: streams[i].row)
         batch = [streams[i] for i in order]
         with stage(self.clock, "transitions"):
@@ -176,15 +183,23 @@ class Engine:
                 if k + 1 < len(sigmas):
                     x = torch.cat([self.schedule.renoise(x[i:i + 1], x0[i:i + 1], sigmas[k], sigmas[k + 1],
                                                          s.generator) for i, s in enumerate(batch)])
+        clean = x0 if context is None else torch.stack(
+            [x0[j] if context[i] is None else self._given_block(context[i]) for j, i in enumerate(order)])
         with stage(self.clock, "context"):
-            self.model(x0, self._timesteps(len(batch), 0.0), text_kv, self.cache)  # clean K/V for the cache
+            self.model(clean, self._timesteps(len(batch), 0.0), text_kv, self.cache)  # clean K/V for the cache
         for i, s in enumerate(batch):
             s.frame += F
-            s.history.extend(x0[i].unbind(1))
+            s.history.extend(clean[i].unbind(1))
         out = [None] * len(streams)
         for j, i in enumerate(order):
             out[i] = x0[j]
         return out
+
+    def _given_block(self, block: Tensor) -> Tensor:
+        want = (self.cfg.latent_shape[0], self.cfg.frames_per_block, *self.cfg.latent_shape[1:])
+        if tuple(block.shape) != want:
+            raise ValueError(f"a context block must have shape {want}, got {tuple(block.shape)}")
+        return block.to(self.device, self.dtype)
 
     def _noise(self, batch: list[Stream]) -> Tensor:
         C, H, W = self.cfg.latent_shape

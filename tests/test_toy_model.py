@@ -49,6 +49,39 @@ def test_teacher_forced_forward_equals_engine_generation(positions, sink, transi
     torch.testing.assert_close(noise - v, x0, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("transition", ["none", "recache"])
+def test_engine_given_context_generates_what_the_training_forward_predicts_from_it(transition):
+    """Teacher forcing through the Engine: with known blocks written to the cache in place of the
+    generated ones, each generated block is the training forward's one-block-ahead prediction from
+    those blocks (the recache re-encodes the given blocks, not the generated ones)."""
+    torch.manual_seed(1)
+    cache = CacheConfig(sink_frames=3, window_frames=9)
+    model = ToyModel(ToyConfig(cache=cache)).eval()
+    enc = ToyPromptEncoder(model.text)
+    p1, p2 = enc("A red ball rolls left over the grass"), enc("Under the dark night sky one blue cube rests")
+    sched = FlowSchedule(ScheduleConfig(steps=(1000,), warp=False, renoise="deterministic"))
+    engine = Engine(model.dit, sched, EngineConfig(latent_shape=(3, 64, 64), frames_per_block=3, cache=cache))
+    n_blocks, switch, seed = 5, 3, 2
+    known = torch.rand(1, 3, 3 * n_blocks, 64, 64) * 2 - 1
+    stream = engine.open(p1, seed=seed)
+    generated = []
+    for b in range(n_blocks):
+        if b == switch:
+            stream.switch_prompt(p2, transition)
+        generated.append(engine.step([stream], context=[known[0, :, 3 * b:3 * b + 3]])[0])
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.cat([torch.randn((1, 3, 3, 64, 64), generator=g) for _ in range(n_blocks)], 2)
+    attn = TeacherForcedAttention(cache, 3, n_blocks, (8, 8), model.cfg.dit.head_dim,
+                                  recache_block=switch if transition == "recache" else None)
+    cond = torch.stack([p1] * switch + [p2] * (n_blocks - switch))[None]
+    with torch.no_grad():
+        v = teacher_forced_forward(model, attn, known, noise, torch.ones(1, n_blocks), cond, 3)
+    torch.testing.assert_close(torch.cat(generated, 1)[None], noise - v, atol=2e-5, rtol=1e-5)
+    assert not torch.allclose(torch.cat(generated, 1)[None], known, atol=0.1)  # generated, not copied
+    with pytest.raises(ValueError, match="context block must have shape"):
+        engine.step([stream], context=[known[0, :, :2]])
+
+
 def test_teacher_forced_attention_rejects_unaligned_cache():
     with pytest.raises(ValueError, match="multiples of the block"):
         TeacherForcedAttention(CacheConfig(sink_frames=2, window_frames=9), 3, 4, (8, 8), 32)
