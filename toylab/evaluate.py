@@ -400,12 +400,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default="docs/toy_eval.json")
     p.add_argument("--md", default="docs/TOY_EVAL.md", help="written only when the test set runs")
     p.add_argument("--img-dir", default="docs/img")
+    p.add_argument("--exposure", type=int, default=0, metavar="N",
+                   help="instead: N spawn streams teacher-forced vs free-running (toylab.exposure)")
+    p.add_argument("--exposure-json", default="docs/toy_exposure.json")
     p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.exposure:
+        from toylab import exposure
+
+        result = exposure.exposure(_pipe(args.weights, args.exposure), args.exposure, seed=args.seed)
+        Path(args.exposure_json).write_text(json.dumps({"weights": str(args.weights or DEFAULT_WEIGHTS),
+                                                        "date": time.strftime("%Y-%m-%d"), **result}, indent=1) + "\n")
+        print("\n".join(exposure.table(result)))
+        return 0
     sets = ("validation", "test") if args.set == "both" else (args.set,)
     run_eval(args.weights, Path(args.json), Path(args.md), Path(args.img_dir), args.quick, args.test_pairs,
              args.validation_pairs, drift_frames=args.drift_frames, seed=args.seed, sets=sets,
