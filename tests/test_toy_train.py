@@ -8,8 +8,9 @@ import torch
 
 from runtime.toy.model import ToyConfig, ToyModel
 from toylab import world
+from runtime.pipeline import load_pipeline
 from toylab.train import (TeacherForcedAttention, TrainConfig, _compact_optimiser, _full_optimiser, clip_shape,
-                          make_batch, model_made_context, teacher_forced_forward)
+                          make_batch, model_made_context, teacher_forced_forward, train)
 
 
 def test_first_block_of_a_clip_from_a_random_state_has_no_loss():
@@ -103,3 +104,17 @@ def test_the_compacted_optimiser_state_resumes_adam_closely():
     again.load_state_dict(_full_optimiser(small))
     for name in ("exp_avg", "exp_avg_sq"):
         torch.testing.assert_close(again.state_dict()["state"][0][name], state["state"][0][name], rtol=1e-2, atol=1e-6)
+
+
+def test_a_time_boxed_run_stops_with_a_checkpoint_and_resumes_to_loadable_weights(tmp_path):
+    """Two tiny steps: the first run stops after its time box (a GPU lease) at step 1, the resumed
+    run finishes step 2 with the rollout context on and writes weights the pipeline serves."""
+    tc = TrainConfig(steps=2, batch=1, blocks=2, context_sigma=0.8, context_passes=1, long_every=0)
+    out, weights = tmp_path / "run", tmp_path / "toy.safetensors"
+    train(tc, ToyConfig(), out, weights, "cpu", resume=False, max_minutes=0.0)
+    assert torch.load(out / "ckpt.pt", weights_only=False)["step"] == 1 and not weights.exists()
+    train(tc, ToyConfig(), out, weights, "cpu", resume=True)
+    assert torch.load(out / "ckpt.pt", weights_only=False)["step"] == 2
+    pipe = load_pipeline("toy", weights=weights, max_streams=1)
+    frames = pipe.step([pipe.open_stream(pipe.encode_prompt("a red ball rests on the grass"))])[0]
+    assert frames.shape == (3, 64, 64, 3)

@@ -283,9 +283,11 @@ def _full_optimiser(state: dict) -> dict:
 
 
 def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device: str, resume: bool,
-          ckpt_every: int = 100, log_every: int = 10, bf16: bool = False, init: Path | None = None) -> None:
+          ckpt_every: int = 100, log_every: int = 10, bf16: bool = False, init: Path | None = None,
+          max_minutes: float | None = None) -> None:
     """Train from scratch, from ``init`` weights (fine-tuning: model and EMA start there, fresh
-    optimiser, step 0), or, with ``resume`` and OUT/ckpt.pt present, from that checkpoint."""
+    optimiser, step 0), or, with ``resume`` and OUT/ckpt.pt present, from that checkpoint.
+    ``max_minutes`` ends this run early with a checkpoint to resume from (a time-boxed GPU lease)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "ckpt.pt"
     torch.manual_seed(tc.seed)
@@ -384,6 +386,10 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
                   f"{rate:.2f} steps/s  ETA {eta / 60:.1f} min", flush=True)
         if done % ckpt_every == 0 or done == tc.steps:
             save(done)
+        if max_minutes is not None and time.time() - t_start > 60 * max_minutes and done < tc.steps:
+            save(done)
+            print(f"stopped after {max_minutes:g} min at step {done}; --resume continues", flush=True)
+            return
     save_weights(ema, weights)
     (out_dir / "history.json").write_text(json.dumps(history))
     print(f"wrote {weights} and {weights.with_suffix('.json')}", flush=True)
@@ -424,6 +430,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", default=None,
                    help="fine-tune: start model and EMA from this weights file (ignored when resuming)")
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes with a checkpoint (resume later with --resume)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
                    help="bf16 autocast (default on CUDA only; CPUs without avx512_bf16 emulate it slowly)")
     p.set_defaults(run=_run)
@@ -436,5 +444,5 @@ def _run(args: argparse.Namespace) -> int:
                      model_context=args.model_context, context_sigma=args.context_sigma, context_passes=args.context_passes, recache_fraction=args.recache_fraction,
                      weather_extra_weight=args.weather_weight, long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
     train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
-          bf16=args.bf16, init=Path(args.init) if args.init else None)
+          bf16=args.bf16, init=Path(args.init) if args.init else None, max_minutes=args.max_minutes)
     return 0
