@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
 
+from runtime.pipeline import load_pipeline
 from runtime.toy.model import ToyConfig, ToyModel
 from toylab import world
-from runtime.pipeline import load_pipeline
-from toylab.train import (TeacherForcedAttention, TrainConfig, _compact_optimiser, _full_optimiser, clip_shape,
-                          make_batch, model_made_context, teacher_forced_forward, train)
+from toylab.train import (TeacherForcedAttention, TrainConfig, _change_prob, _compact_optimiser, _full_optimiser,
+                          clip_shape, make_batch, model_made_context, teacher_forced_forward, train)
 
 
 def test_first_block_of_a_clip_from_a_random_state_has_no_loss():
@@ -118,3 +120,16 @@ def test_a_time_boxed_run_stops_with_a_checkpoint_and_resumes_to_loadable_weight
     pipe = load_pipeline("toy", weights=weights, max_streams=1)
     frames = pipe.step([pipe.open_stream(pipe.encode_prompt("a red ball rests on the grass"))])[0]
     assert frames.shape == (3, 64, 64, 3)
+
+
+def test_switch_change_overrides_how_often_a_switch_changes_each_attribute():
+    rng = np.random.default_rng(4)
+    a = world.Attributes("day", "grass", "red", "ball", "rest", "clear")
+    always = [world.switched_attributes(rng, a, change_prob={"shape": 1.0}) for _ in range(50)]
+    assert all(b.shape != "ball" for b in always)
+    default = [world.switched_attributes(rng, a) for _ in range(200)]
+    assert 0 < sum(b.shape != "ball" for b in default) < 60  # 1 in 10 by default
+    assert _change_prob("colour=0.5,shape=0.35") == {"colour": 0.5, "shape": 0.35}
+    for bad in ("hue=0.5", "shape", "shape=2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _change_prob(bad)

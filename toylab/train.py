@@ -183,7 +183,7 @@ def weather_weight(clip: world.Clip, extra: float) -> np.ndarray:
 
 def make_batch(rng: np.random.Generator, batch: int, n_blocks: int, fb: int, split: str = "train",
                spawn_fraction: float = 0.5, object_extra: float = 7.0, switch_block: int | None = None,
-               weather_extra: float = 0.0):
+               weather_extra: float = 0.0, change_prob: dict[str, float] | None = None):
     """-> x0 [B, 3, T, 64, 64], ids [B, n_blocks, MAX_TOKENS], weight [B, 1, T, 64, 64].
 
     A ``spawn_fraction`` of the clips start a stream (``world.spawn_state``), the rest are pieces
@@ -196,7 +196,7 @@ def make_batch(rng: np.random.Generator, batch: int, n_blocks: int, fb: int, spl
     spawn = rng.random(batch) < spawn_fraction
     switch_at = None if switch_block is None else switch_block * fb
     clips = [world.sample_clip(rng, n_blocks * fb, switch_prob=0.5, switch_align=fb, split=split, spawn=bool(sp),
-                               switch_at=switch_at) for sp in spawn]
+                               switch_at=switch_at, change_prob=change_prob) for sp in spawn]
     x0 = torch.from_numpy(np.stack([world.to_float(c.frames) for c in clips])).permute(0, 4, 1, 2, 3)
     ids = torch.tensor([[vocab.tokenize(c.prompts[b * fb]) for b in range(n_blocks)] for c in clips])
     w = np.stack([object_weight(c.positions, extra=object_extra) for c in clips])
@@ -244,6 +244,9 @@ class TrainConfig:
     # high-sigma x0 prediction, blurrier than most of the training ones (see context_noise).
     context_sigma: float | None = None
     context_passes: int = 0  # model_made_context's rollout passes (0: the original one-shot prediction)
+    # per-attribute change probabilities at a switch, over world.SWITCH_CHANGE_PROB (which changes the
+    # object's colour in 1 switch of 4 and its shape in 1 of 10)
+    switch_change: dict[str, float] | None = None
     spawn_fraction: float = 0.5  # fraction of clips that start a stream (see make_batch)
     recache_fraction: float = 0.5  # fraction of steps whose clips all switch with LongLive's recache
     # Long clips (issue 13): a bounce period is 18 frames, so a 15-frame clip from the spawn never
@@ -347,7 +350,7 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
         attn = layout(n_blocks, recache_block)
         x0, ids, w = make_batch(rng, batch, n_blocks, fb, spawn_fraction=tc.spawn_fraction,
                                 object_extra=tc.object_extra_weight, switch_block=recache_block,
-                                weather_extra=tc.weather_extra_weight)
+                                weather_extra=tc.weather_extra_weight, change_prob=tc.switch_change)
         sigma = sample_sigma(g, (batch, n_blocks))
         noise = torch.randn(x0.shape, generator=g)
         s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
@@ -395,6 +398,19 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
     print(f"wrote {weights} and {weights.with_suffix('.json')}", flush=True)
 
 
+def _change_prob(text: str) -> dict[str, float]:
+    out = {}
+    for item in text.split(","):
+        name, _, prob = item.partition("=")
+        if name not in world.SWITCH_CHANGE_PROB or not prob:
+            legal = ", ".join(world.SWITCH_CHANGE_PROB)
+            raise argparse.ArgumentTypeError(f"{item!r}: want ATTR=P with ATTR one of {legal}")
+        out[name] = float(prob)
+        if not 0 <= out[name] <= 1:
+            raise argparse.ArgumentTypeError(f"{item!r}: a probability lies in [0, 1]")
+    return out
+
+
 def world_frame() -> tuple[int, int]:
     return (world.SIZE, world.SIZE)
 
@@ -414,6 +430,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="predict model-made context from sigma ~ U(this, 1) (default: the step's own sigma)")
     p.add_argument("--context-passes", type=int, default=d.context_passes,
                    help="model-made context as the model's own rollout over this many blocks (0: one-shot)")
+    p.add_argument("--switch-change", type=_change_prob, default=d.switch_change, metavar="ATTR=P,...",
+                   help="how often a switch changes each attribute, e.g. colour=0.5,shape=0.35 (else the world's)")
     p.add_argument("--recache-fraction", type=float, default=d.recache_fraction,
                    help="fraction of steps that train a recache prompt switch")
     p.add_argument("--weather-weight", type=float, default=d.weather_extra_weight,
@@ -441,8 +459,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
-                     model_context=args.model_context, context_sigma=args.context_sigma, context_passes=args.context_passes, recache_fraction=args.recache_fraction,
-                     weather_extra_weight=args.weather_weight, long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
+                     model_context=args.model_context, context_sigma=args.context_sigma,
+                     context_passes=args.context_passes, switch_change=args.switch_change,
+                     recache_fraction=args.recache_fraction, weather_extra_weight=args.weather_weight,
+                     long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
     train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
           bf16=args.bf16, init=Path(args.init) if args.init else None, max_minutes=args.max_minutes)
     return 0

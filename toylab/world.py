@@ -163,11 +163,13 @@ SWITCH_CHANGE_PROB = {"sky": 0.6, "ground": 0.6, "weather": 0.5, "colour": 0.25,
 
 
 def switched_attributes(rng: np.random.Generator, attrs: Attributes,
-                        split: Split = "train") -> Attributes:
-    """Attributes after a prompt switch: at least one change, same split as requested."""
+                        split: Split = "train", change_prob: dict[str, float] | None = None) -> Attributes:
+    """Attributes after a prompt switch: at least one change, same split as requested.
+    `change_prob` overrides some of SWITCH_CHANGE_PROB."""
+    probs = {**SWITCH_CHANGE_PROB, **(change_prob or {})}
     while True:
         changes = {}
-        for name, prob in SWITCH_CHANGE_PROB.items():
+        for name, prob in probs.items():
             if rng.random() < prob:
                 others = [v for v in _LEGAL[name] if v != getattr(attrs, name)]
                 changes[name] = str(rng.choice(others))
@@ -438,7 +440,7 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 
 def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.5,
                 switch_align: int = 1, split: Split = "train", spawn: bool = False,
-                switch_at: int | None = None) -> Clip:
+                switch_at: int | None = None, change_prob: dict[str, float] | None = None) -> Clip:
     """A random clip, with one mid-clip prompt switch with probability `switch_prob`.
 
     The switch lands on a multiple of `switch_align` (pass the model's block size so that
@@ -446,7 +448,7 @@ def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.
     but the object keeps its position and momentum, as in LongLive's interactive videos.
     Every segment's attributes are on the `split` side of `is_held_out`. With `spawn` the clip is
     the start of a stream (`spawn_state`), otherwise a piece of one from a random state.
-    `switch_at` forces the switch onto that frame.
+    `switch_at` forces the switch onto that frame; `change_prob` is passed to `switched_attributes`.
     """
     first = sample_attributes(rng, split)
     state = spawn_state(first) if spawn else initial_state(rng, first)
@@ -462,7 +464,7 @@ def sample_clip(rng: np.random.Generator, n_frames: int, switch_prob: float = 0.
         states = trajectory(state, n_frames)
         prompts = [make_prompt(first, rng)] * n_frames
     else:
-        second = switched_attributes(rng, first, split)
+        second = switched_attributes(rng, first, split, change_prob)
         states = trajectory(state, switch)
         states += trajectory(with_attributes(step(states[-1]), second), n_frames - switch)
         prompts = [make_prompt(first, rng)] * switch
