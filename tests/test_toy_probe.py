@@ -1,6 +1,8 @@
 """Attribute probe: >= 99 % per attribute on ground-truth renders, with and without the
 noise and blur a generator adds; motion from centroid tracks."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -115,6 +117,32 @@ def test_probe_reads_weather_and_one_intact_object(ground_truth):
     results = probe_frames(frames)
     assert np.mean([r.weather == a.weather for r, a in zip(results, attrs)]) >= 0.99
     assert all(r.intact and r.objects == 1 for r in results)
+
+
+def test_weather_survives_blur_and_noise_except_faint_rain(ground_truth):
+    """Generator-like damage keeps clear skies clear (a blurred star is not a flake) and snow snow;
+    the [1, 2, 1] blur halves a 1-px rain streak, below the particle threshold on pale skies."""
+    frames, attrs, _ = ground_truth
+    results = probe_frames(degrade(frames, np.random.default_rng(0)))
+    rate = {w: np.mean([r.weather == w for r, a in zip(results, attrs) if a.weather == w]) for w in world.WEATHERS}
+    assert rate["clear"] >= 0.95 and rate["snow"] >= 0.9, rate
+
+
+def test_noise_and_smeared_particles_are_not_weather(ground_truth):
+    """Negative controls: an untrained generator's colour noise is not snow, and particles smeared
+    into 8-row bands (what a patch model that cannot place them draws) are not rain."""
+    frames, _, _ = ground_truth
+    noisy = np.clip(frames + np.random.default_rng(1).normal(0, 60, frames.shape), 0, 255).astype(np.uint8)
+    assert np.mean([r.weather != "clear" for r in probe_frames(noisy)]) <= 0.1
+    kinds = [Attributes(sky, "grass", "red", "cube", "rest", w) for sky in world.SKIES for w in ("rain", "snow")]
+    states = [SceneState(a, 32.0, 47.5, 0, 0, t, 0) for t, a in enumerate(kinds * 5)]
+    wet = world.render(states).astype(np.float32)
+    dry = world.render([dataclasses.replace(s, attrs=dataclasses.replace(s.attrs, weather="clear"))
+                        for s in states]).astype(np.float32)
+    assert [r.weather for r in probe_frames(wet.astype(np.uint8))] == [s.attrs.weather for s in states]
+    bands = (wet - dry).reshape(len(states), 8, 8, 64, 3).mean(2, keepdims=True).repeat(8, 2).reshape(wet.shape)
+    smeared = np.clip(dry + bands + 0.5, 0, 255).astype(np.uint8)
+    assert np.mean([r.weather != "clear" for r in probe_frames(smeared)]) <= 0.2
 
 
 def test_a_doubled_or_bar_shaped_object_is_not_intact():

@@ -15,9 +15,12 @@ a generator does to pixels (noise, blur, slightly off colours) and the weather p
 * objects: blobs of at least MIN_AREA px, connected on the torus; the frame shows one *intact*
   object only if there is exactly one blob and it fits a shape template (IoU >= INTACT_IOU, area
   within INTACT_AREA of that shape's): a doubled, smeared or bar-shaped object is not one;
-* weather: pixels brighter than their row's median away from the object and the night stars;
-  none -> clear; rain streaks are 4 px tall, snowflakes at most 2, so the share of particle
-  pixels with another one two rows below tells them apart.
+* weather: particles are small bright marks on a smooth background: pixels brighter than their
+  row's median (by PARTICLE_RISE, and by NOISE_MULTIPLE times the row's median deviation, so noise
+  is not snow), grouped into 8-connected marks; only marks of at most PARTICLE_MAX_AREA px and
+  PARTICLE_MAX_ROWS rows away from the object and the night stars count (a smear or a patch-grid
+  texture is not particles). Fewer than MIN_PARTICLES -> clear; rain streaks span 4 rows,
+  snowflakes at most 2, so the share of marks 3+ rows tall tells rain from snow.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ BLOB_RADIUS = 14  # px kept around the mask's median; every shape fits inside it
 INTACT_IOU = 0.6  # template fit of one intact object (ground truth: >= 0.8)
 INTACT_AREA = (0.6, 1.6)  # area / the fitted shape's area for one intact object
 PARTICLE_RISE = 20.0  # brightness above the row median that marks a particle pixel
-MIN_PARTICLES = 12  # particle pixels in a frame that mean it rains or snows
-RAIN_STREAK = 0.25  # share of particle pixels with another two rows below: rain above it
+NOISE_MULTIPLE = 6.0  # ... and above this many times the row's median absolute deviation
+PARTICLE_MAX_AREA, PARTICLE_MAX_ROWS = 6, 5  # a rain streak is 4 px over 4 rows, a flake 1-4 px
+MIN_PARTICLES = 4  # marks in a frame that mean it rains or snows (the world draws 36 / 44)
+RAIN_TALL = 0.3  # share of marks spanning 3+ rows: rain above it
 BOUNCE_MIN_RISE = 2.0  # px of vertical travel in a track that means bouncing
 ROLL_MIN_SPEED = 0.5  # px / frame of horizontal travel that means rolling
 
@@ -85,14 +90,17 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return ~_erode(~mask, outside=True)
 
 
-def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected component labels of a mask on the x-torus (0 = background) and their count."""
+def _components(mask: np.ndarray, diagonal: bool = False) -> tuple[np.ndarray, int]:
+    """4-connected (8 with `diagonal`) component labels of a mask on the x-torus (0 = background)
+    and their count."""
     big = mask.size + 1
     lab = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), big)
     while True:
-        nb = np.minimum.reduce([lab, np.roll(lab, 1, 1), np.roll(lab, -1, 1),
-                                np.vstack([lab[:1], lab[:-1]]), np.vstack([lab[1:], lab[-1:]])])
-        nb = np.where(mask, nb, big)
+        up, down = np.vstack([lab[:1], lab[:-1]]), np.vstack([lab[1:], lab[-1:]])
+        neighbours = [lab, up, down, np.roll(lab, 1, 1), np.roll(lab, -1, 1)]
+        if diagonal:
+            neighbours += [np.roll(r, k, 1) for r in (up, down) for k in (1, -1)]
+        nb = np.where(mask, np.minimum.reduce(neighbours), big)
         if np.array_equal(nb, lab):
             break
         lab = nb
@@ -102,20 +110,31 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 _STAR_MASK = np.zeros((world.SIZE, world.SIZE), bool)
 _STAR_MASK[world.stars()[0], world.stars()[1]] = True
+_STAR_MASK = _dilate(_STAR_MASK)  # a generator blurs a star into its neighbours
 
 
 def _weather(img: np.ndarray, row_median: np.ndarray, keep_out: np.ndarray, night: bool) -> str:
-    """clear / rain / snow from the particle pixels of one frame (see the module docstring)."""
+    """clear / rain / snow from the particle marks of one frame (see the module docstring). Marks
+    are measured before the object and the stars are cut out, and any touching them is dropped:
+    cutting first would chop a long smear into short, rain-like pieces."""
     rise = (img - row_median[:, None]).mean(-1)
-    part = (rise > PARTICLE_RISE) & ~keep_out
-    if night:
-        part &= ~_STAR_MASK
-    n = int(part.sum())
-    if n < MIN_PARTICLES:
+    spread = np.median(np.abs(rise), axis=1, keepdims=True)
+    bright = rise > np.maximum(PARTICLE_RISE, NOISE_MULTIPLE * spread)
+    if bright.sum() < MIN_PARTICLES:
         return "clear"
-    below2 = np.vstack([part[2:], np.zeros((2, world.SIZE), bool)])
-    streak = part & (below2 | np.roll(below2, 1, 1) | np.roll(below2, -1, 1))
-    return "rain" if streak.sum() / n > RAIN_STREAK else "snow"
+    labels, n = _components(bright, diagonal=True)
+    excluded = keep_out | _STAR_MASK if night else keep_out
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    touches = np.bincount(labels[excluded], minlength=n + 1)[1:] > 0
+    rows = np.broadcast_to(np.arange(world.SIZE)[:, None], labels.shape)
+    top, bottom = np.full(n + 1, world.SIZE), np.full(n + 1, -1)
+    np.minimum.at(top, labels, rows)
+    np.maximum.at(bottom, labels, rows)
+    span = (bottom - top + 1)[1:]
+    marks = (area <= PARTICLE_MAX_AREA) & (span <= PARTICLE_MAX_ROWS) & ~touches
+    if marks.sum() < MIN_PARTICLES:
+        return "clear"
+    return "rain" if (span[marks] >= 3).mean() > RAIN_TALL else "snow"
 
 
 def probe_frame(frame: np.ndarray) -> ProbeResult:
