@@ -218,9 +218,9 @@ def context_noise(x0: Tensor, g: torch.Generator, lowest: float, fb: int) -> tup
     the noise levels the sampler's x0 predictions are made at, so the model learns to pull back exactly
     the blur its generated context carries at inference."""
     B, _, T = x0.shape[:3]
-    sigma = lowest + (1 - lowest) * torch.rand((B, T // fb), generator=g)
+    sigma = (lowest + (1 - lowest) * torch.rand((B, T // fb), generator=g)).to(x0.device)
     s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
-    return (1 - s) * x0 + s * torch.randn(x0.shape, generator=g), sigma, s
+    return (1 - s) * x0 + s * torch.randn(x0.shape, generator=g).to(x0.device), sigma, s
 
 
 # -- training loop -------------------------------------------------------------------------
@@ -360,8 +360,8 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
             group["lr"] = lr_at(step, tc)
         with amp:
             cond = model.text(ids.flatten(0, 1)).unflatten(0, (batch, n_blocks))
-            cx, csigma, cs = (xt, sigma, s) if tc.context_sigma is None else context_noise(x0, g, tc.context_sigma, fb)
-            context = model_made_context(model, attn, x0, cx.to(device), csigma.to(device), cs.to(device), cond, fb,
+            noisy = (xt, sigma, s) if tc.context_sigma is None else context_noise(x0, g, tc.context_sigma, fb)
+            context = model_made_context(model, attn, x0, *noisy, cond, fb,
                                          torch.rand(batch, generator=g).to(device) < tc.model_context,
                                          passes=tc.context_passes)
             v = teacher_forced_forward(model, attn, context, xt, sigma, cond, fb)
