@@ -4,7 +4,8 @@ The same spawn streams run twice through the real engine. *Teacher-forced*: afte
 the cache keeps the world's ground-truth block (``Engine.step(..., context=...)``), so each block
 is the model's one-block-ahead prediction from known frames. *Free-running*: the cache keeps
 what the model drew, as in serving. Both are scored against the world's ground truth for the
-same prompt: one intact object, its centroid within ``NEAR_PX`` of the true one, the weather.
+same prompt: by prompted motion, one intact object and its centroid within ``NEAR_PX`` of the true
+one; by prompted weather, the weather read right.
 A model that draws well from true context but drifts from its own (issue 13: exposure bias)
 shows a large gap; a model that cannot draw at all fails both (the untrained control).
 Prompts are template sentences of training-side combinations (a diagnostic, like validation).
