@@ -213,14 +213,20 @@ def sample_sigma(g: torch.Generator, shape: tuple[int, ...], p_one: float = 0.3)
     return torch.where(one, torch.ones(shape), u.clamp(1e-3, 1.0))
 
 
+def noisy_blocks(x0: Tensor, sigma: Tensor, noise: Tensor, fb: int) -> tuple[Tensor, Tensor]:
+    """x_t = (1 - s) x0 + s noise with one sigma per block: (x_t, s broadcastable over [B, C, T, H, W])."""
+    s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
+    return (1 - s) * x0 + s * noise, s
+
+
 def context_noise(x0: Tensor, g: torch.Generator, lowest: float, fb: int) -> tuple[Tensor, Tensor, Tensor]:
     """Noisy blocks (x_t, per-block sigma, per-frame sigma) for ``model_made_context`` at sigma ~ U(lowest, 1):
     the noise levels the sampler's x0 predictions are made at, so the model learns to pull back exactly
     the blur its generated context carries at inference."""
     B, _, T = x0.shape[:3]
     sigma = (lowest + (1 - lowest) * torch.rand((B, T // fb), generator=g)).to(x0.device)
-    s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
-    return (1 - s) * x0 + s * torch.randn(x0.shape, generator=g).to(x0.device), sigma, s
+    xt, s = noisy_blocks(x0, sigma, torch.randn(x0.shape, generator=g).to(x0.device), fb)
+    return xt, sigma, s
 
 
 # -- training loop -------------------------------------------------------------------------
@@ -352,9 +358,7 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
                                 object_extra=tc.object_extra_weight, switch_block=recache_block,
                                 weather_extra=tc.weather_extra_weight, change_prob=tc.switch_change)
         sigma = sample_sigma(g, (batch, n_blocks))
-        noise = torch.randn(x0.shape, generator=g)
-        s = sigma.repeat_interleave(fb, 1)[:, None, :, None, None]
-        xt = (1 - s) * x0 + s * noise
+        xt, s = noisy_blocks(x0, sigma, torch.randn(x0.shape, generator=g), fb)
         x0, xt, ids, w, sigma, s = (a.to(device) for a in (x0, xt, ids, w, sigma, s))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
