@@ -133,3 +133,13 @@ def test_switch_change_overrides_how_often_a_switch_changes_each_attribute():
     for bad in ("hue=0.5", "shape", "shape=2"):
         with pytest.raises(argparse.ArgumentTypeError):
             _change_prob(bad)
+
+
+@pytest.mark.parametrize("argv, message", [(["--context-sigma", "1.5"], "context_sigma"),
+                                           (["--context-passes", "-1"], "context_passes")])
+def test_impossible_recipe_settings_are_a_clear_error(argv, message, tmp_path):
+    from runtime.cli import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(["train", "toy", "--steps", "1", "--out", str(tmp_path), *argv])
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -44,3 +44,10 @@ def test_the_shipped_model_continues_true_context_and_an_untrained_one_fails_bot
     for teacher_forced in (True, False):
         scores = exposure.score(exposure.run_streams(untrained, prompts, truth, teacher_forced, 0), attrs, 3)
         assert all(np.mean(c["intact"]) == 0 for g, c in scores.items() if g.startswith("motion"))
+
+
+def test_a_negative_stream_count_is_a_clear_error():
+    from runtime.cli import main
+
+    with pytest.raises(SystemExit, match="number of streams"):
+        main(["eval", "toy", "--exposure", "-2"])

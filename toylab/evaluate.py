@@ -409,6 +409,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.exposure < 0:
+        raise SystemExit(f"longlive eval toy: --exposure is a number of streams, got {args.exposure}")
     if args.exposure:
         from toylab import exposure
 

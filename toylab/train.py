@@ -262,6 +262,13 @@ class TrainConfig:
     long_blocks: int = 12
     long_batch: int = 2
 
+    def __post_init__(self) -> None:
+        if self.context_sigma is not None and not 0 <= self.context_sigma < 1:
+            raise ValueError(f"context_sigma is the lowest noise level of the model-made context, in [0, 1); "
+                             f"got {self.context_sigma}")
+        if self.context_passes < 0:
+            raise ValueError(f"context_passes counts rollout passes (0: one-shot); got {self.context_passes}")
+
 
 def clip_shape(step: int, tc: TrainConfig) -> tuple[int, int]:
     """(clips, blocks per clip) of a training step."""
@@ -462,11 +469,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
-                     model_context=args.model_context, context_sigma=args.context_sigma,
-                     context_passes=args.context_passes, switch_change=args.switch_change,
-                     recache_fraction=args.recache_fraction, weather_extra_weight=args.weather_weight,
-                     long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
+    try:
+        tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
+                         model_context=args.model_context, context_sigma=args.context_sigma,
+                         context_passes=args.context_passes, switch_change=args.switch_change,
+                         recache_fraction=args.recache_fraction, weather_extra_weight=args.weather_weight,
+                         long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
+    except ValueError as exc:
+        raise SystemExit(f"longlive train toy: {exc}") from None
     train(tc, ToyConfig(), Path(args.out), Path(args.weights), args.device, args.resume, args.ckpt_every,
           bf16=args.bf16, init=Path(args.init) if args.init else None, max_minutes=args.max_minutes)
     return 0
