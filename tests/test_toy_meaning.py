@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime.toy import meaning, vocab
-from toylab import prompts, world
+from toylab import evaluate, prompts, world
 
 
 def test_every_generated_training_sentence_reads_back_to_its_attributes():
@@ -54,6 +54,27 @@ def test_canonical_sentences_are_training_sentences():
     ("a ball on the lake as the sun goes down, snow coming down", {"shape": "ball", "ground": "water",
                                                                    "sky": "sunset", "weather": "snow"}),
     ("raining hard, storm overhead, a ball", {"weather": "rain", "sky": "storm", "shape": "ball"}),
+    # inflections read as their lexicon form
+    ("the cube drifted leftwards quietly", {"shape": "cube", "motion": "left"}),
+    ("a ball bounced, sunset colours", {"shape": "ball", "motion": "bounce", "sky": "sunset"}),
+    # a negated weather word is clear weather
+    ("blue cube on the sand, no rain or snow", {"colour": "blue", "shape": "cube", "ground": "sand",
+                                                "weather": "clear"}),
+    ("a pink orb at night without any rain", {"colour": "pink", "shape": "ball", "sky": "night", "weather": "clear"}),
+    ("a ball not moving in the rain", {"shape": "ball", "motion": "rest", "weather": "rain"}),  # not a weather "not"
+    ("a box on the beach, no precipitation", {"shape": "cube", "ground": "sand", "weather": "clear"}),
+    ("a box on the beach, precipitation", {"shape": "cube", "ground": "sand", "weather": "rain"}),
+    # a colour that describes the sky is not the object's
+    ("a red ball under a pink and orange evening sky", {"colour": "red", "shape": "ball", "sky": "sunset"}),
+    ("purple-pink sunset, a yellow cube", {"colour": "yellow", "shape": "cube", "sky": "sunset"}),
+    # snow: the weather, or the ground when the weather is named otherwise (and snowy the other way round)
+    ("a ball in the snow", {"shape": "ball", "ground": "snow"}),
+    ("a ball, snow", {"shape": "ball", "weather": "snow"}),
+    ("a ball resting on snow while it rains", {"shape": "ball", "motion": "rest", "ground": "snow",
+                                               "weather": "rain"}),
+    ("snowy weather over the dunes, a box", {"weather": "snow", "ground": "sand", "shape": "cube"}),
+    ("a snowy field, a box", {"ground": "snow", "shape": "cube"}),
+    ("snow-covered ground under a stormy sky, snow falling", {"ground": "snow", "sky": "storm", "weather": "snow"}),
 ])
 def test_user_wordings(text, expected):
     assert meaning.read(text) == expected
@@ -69,3 +90,9 @@ def test_what_the_world_cannot_show_is_an_error_naming_it():
     with pytest.raises(meaning.MeaningError, match="says nothing"):
         meaning.read("the very big one")
     assert meaning.read("a green meadow") == {"ground": "grass"}  # green is fine for a field
+
+
+def test_every_validation_sentence_reads_back_to_its_labels():
+    """The lexicon was decided on these typed sentences (never on the test set's)."""
+    for p in evaluate.read_prompts(evaluate.DATA / "validation_prompts.tsv"):
+        assert meaning.complete(meaning.read(p.text)) == dataclasses.asdict(p.attrs), p.text

@@ -8,6 +8,12 @@ is small and can be read with a lexicon: every word or phrase a user is likely t
 word beats a vague one: "dark thundery sky" is a storm), unmentioned attributes at DEFAULTS.
 The learned encoder then only ever sees `canonical(...)`, a sentence of its own training phrases.
 
+Four readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
+word reads as its lexicon form ("drifted", "quietly", "colours"); a negated weather word means
+clear weather ("no rain or snow"); a colour that describes the sky is not the object's ("a red ball
+under a pink and orange sky"); and "snow"/"snowy" belong to the weather or the ground, whichever
+the rest of the prompt leaves free ("snowy weather over the dunes", "on snow while it rains").
+
 Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big");
 any other word is an error naming it, as before (a word the toy cannot show must not silently
 vanish), and so is a colour the world has no paint for ("a green ball").
@@ -50,7 +56,8 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
                   "grassland", "hills~"),
         "snow": ("snowy", "snowfield", "snow field", "tundra", "frozen", "ice", "icy", "glacier",
                  "on the snow", "on snow", "across the snow", "over the snow", "through the snow",
-                 "snowy ground", "white~"),
+                 "snowy ground", "in the snow", "snow covered", "covered in snow",
+                 "covered with snow", "white~"),
         "sand": ("sand", "sandy", "beach", "desert", "dunes", "dune", "shore", "seaside"),
         "water": ("water", "sea", "ocean", "lake", "pond", "river", "waves", "lagoon", "pool", "bay"),
     },
@@ -82,7 +89,7 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
     "weather": {
         "clear": ("clear weather", "dry weather", "dry", "no rain", "no snow", "fair weather", "clear~"),
         "rain": ("rain", "rains", "raining", "rainy", "raindrops", "drizzle", "drizzling", "downpour",
-                 "showers", "shower", "rainstorm", "pouring"),
+                 "showers", "shower", "rainstorm", "pouring", "precipitation~"),
         "snow": ("snow", "snows", "snowing", "snowfall", "snowflakes", "flakes", "blizzard", "snow falling",
                  "falling snow", "snowstorm"),
     },
@@ -100,10 +107,17 @@ should has have without s t i we you see show shows showing make let please watc
 frame where what how under beneath amid amidst during against beside behind front whole entire across
 its their my our nice pretty cute vivid pale deep soft solid toy toys game player beautiful lovely tall
 wide wet cold hot endlessly forever constantly repeatedly continuously gets getting starts starting
-floating floats float coming comes fall falls fell overhead hard lightly
+floating floats float coming comes fall falls fell overhead hard lightly out off perfectly time covered
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
+# Words that turn the weather words after them into clear weather ("no rain or snow").
+NEGATORS = frozenset("no not without nor zero".split())
+NEGATION_CHAIN = frozenset("or and any".split())  # words a negation runs on through
+# A colour word followed (through other colours and "and") by one of these describes the sky.
+SKY_NOUNS = frozenset("sky skies sunset sunrise dusk dawn evening glow clouds horizon".split())
+# phrase -> the reading it takes when its first attribute is already named otherwise
+SECOND_READING = {("snow",): ("ground", "snow"), ("snowy",): ("weather", "snow")}
 
 
 class MeaningError(ValueError):
@@ -123,6 +137,32 @@ def _phrase_table() -> dict[tuple[str, ...], list[tuple[str, str, int]]]:
 _TABLE = _phrase_table()
 _LONGEST = max(map(len, _TABLE))
 _SHAPE_WORDS = frozenset(w for ps in LEXICON["shape"].values() for p in ps for w in p.rstrip("~").split())
+_COLOUR_WORDS = frozenset(w for ps in LEXICON["colour"].values() for p in ps for w in p.split()) | UNPAINTED
+_KNOWN = frozenset(w for phrase in _TABLE for w in phrase) | FILLER | NEGATORS
+
+
+def _known_form(word: str) -> str:
+    """`word`, or the lexicon form it inflects ("drifted" -> "drifts", "colours" -> "colour")."""
+    if word in _KNOWN:
+        return word
+    stems = [word[:-len(end)] for end in ("ly", "s", "es", "ed", "d", "ing") if word.endswith(end)]
+    for form in [f for stem in [*stems, word] if len(stem) >= 3 for f in (stem, stem + "e", stem + "s", stem + "ing")]:
+        if form in _KNOWN:
+            return form
+    return word
+
+
+def _sky_colours(ws: list[str]) -> set[int]:
+    """Indices of colour words that describe the sky: "pink-orange sunset", "red and gold sky"."""
+    out = set()
+    for i, w in enumerate(ws):
+        if w in _COLOUR_WORDS:
+            j = i + 1
+            while j < len(ws) and (ws[j] in _COLOUR_WORDS or ws[j] == "and"):
+                j += 1
+            if j < len(ws) and ws[j] in SKY_NOUNS:
+                out.add(i)
+    return out
 
 
 def words(text: str) -> list[str]:
@@ -136,27 +176,57 @@ def read(text: str) -> dict[str, str]:
     Raises MeaningError for words outside the lexicon and FILLER (named, with suggestions), for
     an object colour the world cannot paint, and for text that mentions no attribute at all.
     """
-    ws = words(text)
+    ws = [_known_form(w) for w in words(text)]
+    sky_colours = _sky_colours(ws)
     for i, w in enumerate(ws):
-        if w in UNPAINTED and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
+        if w in UNPAINTED and i not in sky_colours and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
             raise MeaningError(f"the toy world has no {w} objects; object colours: "
                                f"{', '.join(ATTRIBUTES['colour'])}")
     votes: dict[str, dict[str, list[int]]] = {a: {} for a in ATTRIBUTES}  # value -> [weight, last index]
+
+    def vote(attr: str, value: str, weight: int, at: int) -> None:
+        v = votes[attr].setdefault(value, [0, at])
+        v[0], v[1] = v[0] + weight, at
+
     unknown: list[str] = []
+    two_way: list[tuple[tuple[str, ...], int, bool]] = []  # phrases with a SECOND_READING, decided last
+    negating = False  # after "no"/"without", through a chain of weather words ("no rain or snow")
     i = 0
     while i < len(ws):
+        if ws[i] in NEGATORS:
+            negating = True
         for n in range(min(_LONGEST, len(ws) - i), 0, -1):
-            hits = _TABLE.get(tuple(ws[i:i + n]))
+            phrase = tuple(ws[i:i + n])
+            hits = _TABLE.get(phrase)
             if hits:
+                if phrase in SECOND_READING:
+                    two_way.append((phrase, i, negating))
+                    hits = []
                 for attr, value, weight in hits:
-                    v = votes[attr].setdefault(value, [0, i])
-                    v[0], v[1] = v[0] + weight, i
+                    if attr == "colour" and i in sky_colours:
+                        continue
+                    if attr == "weather" and negating:
+                        value, weight = "clear", STRONG
+                    vote(attr, value, weight, i)
+                negating = negating and all(attr == "weather" for attr, _, _ in _TABLE[phrase])
                 i += n
                 break
         else:
-            if ws[i] not in FILLER:
+            if ws[i] not in FILLER | NEGATORS:
                 unknown.append(ws[i])
+            negating = ws[i] in NEGATORS or (negating and ws[i] in NEGATION_CHAIN)
             i += 1
+
+    def named_otherwise(attr: str, value: str) -> bool:
+        return any(w >= STRONG for v, (w, _) in votes[attr].items() if v != value)
+
+    for phrase, at, negated in two_way:
+        (attr, value, weight), = _TABLE[phrase]
+        if negated:
+            attr, value, weight = "weather", "clear", STRONG
+        elif named_otherwise(attr, value) and not named_otherwise(*SECOND_READING[phrase]):
+            attr, value = SECOND_READING[phrase]
+        vote(attr, value, weight, at)
     if unknown:
         names = list(dict.fromkeys(unknown))
         parts = [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in names]
