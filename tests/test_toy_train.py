@@ -12,7 +12,7 @@ from runtime.pipeline import load_pipeline
 from runtime.toy.model import ToyConfig, ToyModel
 from toylab import world
 from toylab.train import (TeacherForcedAttention, TrainConfig, _change_prob, _compact_optimiser, _full_optimiser,
-                          clip_shape, make_batch, model_made_context, teacher_forced_forward, train)
+                          clip_shape, make_batch, model_made_context, sample_sigma, teacher_forced_forward, train)
 
 
 def test_first_block_of_a_clip_from_a_random_state_has_no_loss():
@@ -135,8 +135,17 @@ def test_switch_change_overrides_how_often_a_switch_changes_each_attribute():
             _change_prob(bad)
 
 
+def test_sigma_low_trains_only_the_noise_levels_the_sampler_visits():
+    g = torch.Generator().manual_seed(0)
+    default, low = sample_sigma(g, (4000,)), sample_sigma(g, (4000,), lowest=0.8)
+    assert (default < 0.8).float().mean() > 0.5  # logit-normal: most of it below the sampler's last step
+    assert low.min() >= 0.8 and 0.25 < (low == 1).float().mean() < 0.35  # U(0.8, 1) plus the mass at 1
+    assert 0.85 < low[low < 1].mean() < 0.95
+
+
 @pytest.mark.parametrize("argv, message", [(["--context-sigma", "1.5"], "context_sigma"),
-                                           (["--context-passes", "-1"], "context_passes")])
+                                           (["--context-passes", "-1"], "context_passes"),
+                                           (["--sigma-low", "1"], "sigma_low")])
 def test_impossible_recipe_settings_are_a_clear_error(argv, message, tmp_path):
     from runtime.cli import main
 

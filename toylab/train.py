@@ -11,7 +11,8 @@ incremental generation through ``runtime.stream.Engine``.
 
 Clips are longer than the window and switch prompts on block boundaries, so the sink, the
 eviction of old frames and per-block prompts are all exercised. Loss: x0 MSE weighted by noise level (see
-model.loss_weight) with extra weight on the object's neighbourhood; sigma per block from a logit-normal mixed with sigma = 1.
+model.loss_weight) with extra weight on the object's neighbourhood; sigma per block from a logit-normal (or
+U(--sigma-low, 1)) mixed with sigma = 1.
 """
 
 from __future__ import annotations
@@ -206,9 +207,14 @@ def make_batch(rng: np.random.Generator, batch: int, n_blocks: int, fb: int, spl
     return x0.contiguous(), ids, torch.from_numpy(w)[:, None]
 
 
-def sample_sigma(g: torch.Generator, shape: tuple[int, ...], p_one: float = 0.3) -> Tensor:
-    """Per-block sigma: 1.0 with probability p_one (every sample starts there), else logit-normal."""
-    u = torch.sigmoid(torch.randn(shape, generator=g))
+def sample_sigma(g: torch.Generator, shape: tuple[int, ...], p_one: float = 0.3,
+                 lowest: float | None = None) -> Tensor:
+    """Per-block sigma: 1.0 with probability p_one (every sample starts there), else logit-normal, or
+    uniform on [lowest, 1] to train only the noise levels the sampler visits (its steps are 1, 0.9, 0.8)."""
+    if lowest is None:
+        u = torch.sigmoid(torch.randn(shape, generator=g))
+    else:
+        u = lowest + (1 - lowest) * torch.rand(shape, generator=g)
     one = torch.rand(shape, generator=g) < p_one
     return torch.where(one, torch.ones(shape), u.clamp(1e-3, 1.0))
 
@@ -250,6 +256,9 @@ class TrainConfig:
     # high-sigma x0 prediction, blurrier than most of the training ones (see context_noise).
     context_sigma: float | None = None
     context_passes: int = 0  # model_made_context's rollout passes (0: the original one-shot prediction)
+    # lowest sigma of the noisy (trained) blocks (None: logit-normal over (0, 1), mostly far below the
+    # sampler's 0.8, so most of the model's capacity went to noise levels it never meets when serving)
+    sigma_low: float | None = None
     # per-attribute change probabilities at a switch, over world.SWITCH_CHANGE_PROB (which changes the
     # object's colour in 1 switch of 4 and its shape in 1 of 10)
     switch_change: dict[str, float] | None = None
@@ -266,6 +275,9 @@ class TrainConfig:
         if self.context_sigma is not None and not 0 <= self.context_sigma < 1:
             raise ValueError(f"context_sigma is the lowest noise level of the model-made context, in [0, 1); "
                              f"got {self.context_sigma}")
+        if self.sigma_low is not None and not 0 <= self.sigma_low < 1:
+            raise ValueError(f"sigma_low is the lowest noise level of the trained blocks, in [0, 1); "
+                             f"got {self.sigma_low}")
         if self.context_passes < 0:
             raise ValueError(f"context_passes counts rollout passes (0: one-shot); got {self.context_passes}")
 
@@ -364,7 +376,7 @@ def train(tc: TrainConfig, cfg: ToyConfig, out_dir: Path, weights: Path, device:
         x0, ids, w = make_batch(rng, batch, n_blocks, fb, spawn_fraction=tc.spawn_fraction,
                                 object_extra=tc.object_extra_weight, switch_block=recache_block,
                                 weather_extra=tc.weather_extra_weight, change_prob=tc.switch_change)
-        sigma = sample_sigma(g, (batch, n_blocks))
+        sigma = sample_sigma(g, (batch, n_blocks), lowest=tc.sigma_low)
         xt, s = noisy_blocks(x0, sigma, torch.randn(x0.shape, generator=g), fb)
         x0, xt, ids, w, sigma, s = (a.to(device) for a in (x0, xt, ids, w, sigma, s))
         for group in opt.param_groups:
@@ -441,6 +453,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="predict model-made context from sigma ~ U(this, 1) (default: the step's own sigma)")
     p.add_argument("--context-passes", type=int, default=d.context_passes,
                    help="model-made context as the model's own rollout over this many blocks (0: one-shot)")
+    p.add_argument("--sigma-low", type=float, default=d.sigma_low,
+                   help="train the noisy blocks at sigma ~ U(this, 1) only (default: logit-normal over (0, 1))")
     p.add_argument("--switch-change", type=_change_prob, default=d.switch_change, metavar="ATTR=P,...",
                    help="how often a switch changes each attribute, e.g. colour=0.5,shape=0.35 (else the world's)")
     p.add_argument("--recache-fraction", type=float, default=d.recache_fraction,
@@ -472,7 +486,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         tc = TrainConfig(steps=args.steps, batch=args.batch, blocks=args.blocks, lr=args.lr, seed=args.seed,
                          model_context=args.model_context, context_sigma=args.context_sigma,
-                         context_passes=args.context_passes, switch_change=args.switch_change,
+                         context_passes=args.context_passes, sigma_low=args.sigma_low, switch_change=args.switch_change,
                          recache_fraction=args.recache_fraction, weather_extra_weight=args.weather_weight,
                          long_every=args.long_every, long_blocks=args.long_blocks, long_batch=args.long_batch)
     except ValueError as exc:
