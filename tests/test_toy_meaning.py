@@ -62,6 +62,8 @@ def test_canonical_sentences_are_training_sentences():
                                                 "weather": "clear"}),
     ("a pink orb at night without any rain", {"colour": "pink", "shape": "ball", "sky": "night", "weather": "clear"}),
     ("a ball not moving in the rain", {"shape": "ball", "motion": "rest", "weather": "rain"}),  # not a weather "not"
+    ("blue sky, no clouds, a cube", {"sky": "day", "shape": "cube"}),  # other negated words say nothing
+    ("a ball, not bouncing, under a starry sky", {"shape": "ball", "sky": "night"}),
     ("a box on the beach, no precipitation", {"shape": "cube", "ground": "sand", "weather": "clear"}),
     ("a box on the beach, precipitation", {"shape": "cube", "ground": "sand", "weather": "rain"}),
     # a colour that describes the sky is not the object's

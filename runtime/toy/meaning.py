@@ -10,7 +10,7 @@ The learned encoder then only ever sees `canonical(...)`, a sentence of its own 
 
 Four readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
 word reads as its lexicon form ("drifted", "quietly", "colours"); a negated weather word means
-clear weather ("no rain or snow"); a colour that describes the sky is not the object's ("a red ball
+clear weather ("no rain or snow") and any other negated word says nothing ("no clouds"); a colour that describes the sky is not the object's ("a red ball
 under a pink and orange sky"); and "snow"/"snowy" belong to the weather or the ground, whichever
 the rest of the prompt leaves free ("snowy weather over the dunes", "on snow while it rains").
 
@@ -111,7 +111,8 @@ floating floats float coming comes fall falls fell overhead hard lightly out off
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
-# Words that turn the weather words after them into clear weather ("no rain or snow").
+# Words that turn the weather words after them into clear weather ("no rain or snow") and make
+# other words after them say nothing ("no clouds", "not bouncing").
 NEGATORS = frozenset("no not without nor zero".split())
 NEGATION_CHAIN = frozenset("or and any".split())  # words a negation runs on through
 # A colour word followed (through other colours and "and") by one of these describes the sky.
@@ -205,7 +206,9 @@ def read(text: str) -> dict[str, str]:
                 for attr, value, weight in hits:
                     if attr == "colour" and i in sky_colours:
                         continue
-                    if attr == "weather" and negating:
+                    if negating and phrase[0] not in NEGATORS:  # "no rain", "not moving" say it themselves
+                        if attr != "weather":
+                            continue  # "no clouds", "not bouncing": says what is not there
                         value, weight = "clear", STRONG
                     vote(attr, value, weight, i)
                 negating = negating and all(attr == "weather" for attr, _, _ in _TABLE[phrase])
