@@ -10,9 +10,10 @@ The learned encoder then only ever sees `canonical(...)`, a sentence of its own 
 
 Four readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
 word reads as its lexicon form ("drifted", "quietly", "colours"); a negated weather word means
-clear weather ("no rain or snow") and any other negated word says nothing ("no clouds"); a colour that describes the sky is not the object's ("a red ball
-under a pink and orange sky"); and "snow"/"snowy" belong to the weather or the ground, whichever
-the rest of the prompt leaves free ("snowy weather over the dunes", "on snow while it rains").
+clear weather ("no rain or snow") and any other negated word says nothing ("no clouds"); a colour
+that describes the sky is not the object's ("a red ball under a pink and orange sky"); and
+"snow"/"snowy" belong to the weather or the ground, whichever the rest of the prompt leaves free
+("snowy weather over the dunes", "on snow while it rains").
 
 Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big");
 any other word is an error naming it, as before (a word the toy cannot show must not silently
