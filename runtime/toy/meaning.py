@@ -172,24 +172,22 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
-def read(text: str) -> dict[str, str]:
-    """The attributes `text` mentions (attribute -> value); unmentioned ones are absent.
+Votes = dict[str, dict[str, list[int]]]  # attribute -> value -> [weight, index of the last mention]
 
-    Raises MeaningError for words outside the lexicon and FILLER (named, with suggestions), for
-    an object colour the world cannot paint, and for text that mentions no attribute at all.
-    """
-    ws = [_known_form(w) for w in words(text)]
+
+def _vote(votes: Votes, attr: str, value: str, weight: int, at: int) -> None:
+    v = votes[attr].setdefault(value, [0, at])
+    v[0], v[1] = v[0] + weight, at
+
+
+def _named_otherwise(votes: Votes, attr: str, value: str) -> bool:
+    return any(w >= STRONG for v, (w, _) in votes[attr].items() if v != value)
+
+
+def _scan(ws: list[str]) -> tuple[Votes, list[str]]:
+    """Votes of the phrases in `ws` (longest first) and the words that are neither phrase nor filler."""
     sky_colours = _sky_colours(ws)
-    for i, w in enumerate(ws):
-        if w in UNPAINTED and i not in sky_colours and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
-            raise MeaningError(f"the toy world has no {w} objects; object colours: "
-                               f"{', '.join(ATTRIBUTES['colour'])}")
-    votes: dict[str, dict[str, list[int]]] = {a: {} for a in ATTRIBUTES}  # value -> [weight, last index]
-
-    def vote(attr: str, value: str, weight: int, at: int) -> None:
-        v = votes[attr].setdefault(value, [0, at])
-        v[0], v[1] = v[0] + weight, at
-
+    votes: Votes = {a: {} for a in ATTRIBUTES}
     unknown: list[str] = []
     two_way: list[tuple[tuple[str, ...], int, bool]] = []  # phrases with a SECOND_READING, decided last
     negating = False  # after "no"/"without", through a chain of weather words ("no rain or snow")
@@ -211,7 +209,7 @@ def read(text: str) -> dict[str, str]:
                         if attr != "weather":
                             continue  # "no clouds", "not bouncing": says what is not there
                         value, weight = "clear", STRONG
-                    vote(attr, value, weight, i)
+                    _vote(votes, attr, value, weight, i)
                 negating = negating and all(attr == "weather" for attr, _, _ in _TABLE[phrase])
                 i += n
                 break
@@ -220,28 +218,42 @@ def read(text: str) -> dict[str, str]:
                 unknown.append(ws[i])
             negating = ws[i] in NEGATORS or (negating and ws[i] in NEGATION_CHAIN)
             i += 1
-
-    def named_otherwise(attr: str, value: str) -> bool:
-        return any(w >= STRONG for v, (w, _) in votes[attr].items() if v != value)
-
     for phrase, at, negated in two_way:
         (attr, value, weight), = _TABLE[phrase]
         if negated:
             attr, value, weight = "weather", "clear", STRONG
-        elif named_otherwise(attr, value) and not named_otherwise(*SECOND_READING[phrase]):
+        elif _named_otherwise(votes, attr, value) and not _named_otherwise(votes, *SECOND_READING[phrase]):
             attr, value = SECOND_READING[phrase]
-        vote(attr, value, weight, at)
+        _vote(votes, attr, value, weight, at)
+    return votes, unknown
+
+
+def _unknown_words_message(unknown: list[str]) -> str:
+    names = list(dict.fromkeys(unknown))
+    parts = [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in names]
+    return (f"unknown words in prompt: {', '.join(parts)}; the toy world shows a sky "
+            f"({'/'.join(ATTRIBUTES['sky'])}), a ground ({'/'.join(ATTRIBUTES['ground'])}), one "
+            f"{'/'.join(ATTRIBUTES['colour'])} {'/'.join(ATTRIBUTES['shape'])} that moves "
+            f"{'/'.join(ATTRIBUTES['motion'])}, and weather ({'/'.join(ATTRIBUTES['weather'])})")
+
+
+def read(text: str) -> dict[str, str]:
+    """The attributes `text` mentions (attribute -> value); unmentioned ones are absent.
+
+    Raises MeaningError for words outside the lexicon and FILLER (named, with suggestions), for
+    an object colour the world cannot paint, and for text that mentions no attribute at all.
+    """
+    ws = [_known_form(w) for w in words(text)]
+    sky_colours = _sky_colours(ws)
+    for i, w in enumerate(ws):
+        if w in UNPAINTED and i not in sky_colours and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
+            raise MeaningError(f"the toy world has no {w} objects; object colours: "
+                               f"{', '.join(ATTRIBUTES['colour'])}")
+    votes, unknown = _scan(ws)
     if unknown:
-        names = list(dict.fromkeys(unknown))
-        parts = [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in names]
-        raise MeaningError(f"unknown words in prompt: {', '.join(parts)}; the toy world shows a sky "
-                           f"({'/'.join(ATTRIBUTES['sky'])}), a ground ({'/'.join(ATTRIBUTES['ground'])}), one "
-                           f"{'/'.join(ATTRIBUTES['colour'])} {'/'.join(ATTRIBUTES['shape'])} that moves "
-                           f"{'/'.join(ATTRIBUTES['motion'])}, and weather ({'/'.join(ATTRIBUTES['weather'])})")
-    out = {}
-    for attr, vs in votes.items():
-        if vs:  # most weight wins; on a tie, the later mention (a user correcting themself)
-            out[attr] = max(vs.items(), key=lambda kv: (kv[1][0], kv[1][1]))[0]
+        raise MeaningError(_unknown_words_message(unknown))
+    # most weight wins; on a tie, the later mention (a user correcting themself)
+    out = {attr: max(vs.items(), key=lambda kv: (kv[1][0], kv[1][1]))[0] for attr, vs in votes.items() if vs}
     if not out:
         raise MeaningError(f"the prompt {text!r} says nothing the toy world can show")
     return out
