@@ -140,7 +140,8 @@ _TABLE = _phrase_table()
 _LONGEST = max(map(len, _TABLE))
 _SHAPE_WORDS = frozenset(w for ps in LEXICON["shape"].values() for p in ps for w in p.rstrip("~").split())
 _COLOUR_WORDS = frozenset(w for ps in LEXICON["colour"].values() for p in ps for w in p.split()) | UNPAINTED
-_KNOWN = frozenset(w for phrase in _TABLE for w in phrase) | FILLER | NEGATORS
+_SAYS_NOTHING = FILLER | NEGATORS  # words outside the phrases that are not unknown
+_KNOWN = frozenset(w for phrase in _TABLE for w in phrase) | _SAYS_NOTHING
 
 
 def _known_form(word: str) -> str:
@@ -184,9 +185,9 @@ def _named_otherwise(votes: Votes, attr: str, value: str) -> bool:
     return any(w >= STRONG for v, (w, _) in votes[attr].items() if v != value)
 
 
-def _scan(ws: list[str]) -> tuple[Votes, list[str]]:
-    """Votes of the phrases in `ws` (longest first) and the words that are neither phrase nor filler."""
-    sky_colours = _sky_colours(ws)
+def _scan(ws: list[str], sky_colours: set[int]) -> tuple[Votes, list[str]]:
+    """Votes of the phrases in `ws` (longest first) and the words that are neither phrase nor filler;
+    `sky_colours` are the colour words that describe the sky (`_sky_colours`)."""
     votes: Votes = {a: {} for a in ATTRIBUTES}
     unknown: list[str] = []
     two_way: list[tuple[tuple[str, ...], int, bool]] = []  # phrases with a SECOND_READING, decided last
@@ -214,7 +215,7 @@ def _scan(ws: list[str]) -> tuple[Votes, list[str]]:
                 i += n
                 break
         else:
-            if ws[i] not in FILLER | NEGATORS:
+            if ws[i] not in _SAYS_NOTHING:
                 unknown.append(ws[i])
             negating = ws[i] in NEGATORS or (negating and ws[i] in NEGATION_CHAIN)
             i += 1
@@ -249,7 +250,7 @@ def read(text: str) -> dict[str, str]:
         if w in UNPAINTED and i not in sky_colours and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
             raise MeaningError(f"the toy world has no {w} objects; object colours: "
                                f"{', '.join(ATTRIBUTES['colour'])}")
-    votes, unknown = _scan(ws)
+    votes, unknown = _scan(ws, sky_colours)
     if unknown:
         raise MeaningError(_unknown_words_message(unknown))
     # most weight wins; on a tie, the later mention (a user correcting themself)
