@@ -48,6 +48,12 @@ class Sent:
             return "superseded"
         return "no visible effect" if ack.frame is None else f"frame {ack.frame}"
 
+    def warning(self) -> str | None:
+        """What the daemon said it set aside from the event (an ack's `warning`), if anything."""
+        t = self.ticket
+        final = t.result(0) if t.done() and self.error() is None else None
+        return next((a.warning for a in (final, t.accepted) if a is not None and a.warning), None)
+
     def error(self) -> Error | None:
         """The daemon's refusal, if it refused the event."""
         if not self.ticket.done():

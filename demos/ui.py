@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pygame
 
@@ -69,37 +70,44 @@ def blit_lines(surface: pygame.Surface, lines: list[Line], x: int, y: int, face:
     return y
 
 
-def check_prompt(text: str, model: str | None) -> str | None:
-    """Why the model cannot take `text`, as far as a client can tell before sending; None if it can.
+class Feedback(NamedTuple):
+    message: str
+    blocking: bool  # True: the daemon would refuse the text; False: it would show only part of it
+
+
+def check_prompt(text: str, model: str | None) -> Feedback | None:
+    """What the model will make of `text`, as far as a client can tell before sending; None if all is well.
 
     The toy model reads prompts with a small lexicon (`runtime.toy.meaning`, pure Python, no
-    torch), so its unknown words and suggestions are known here; other models answer
-    BAD_PROMPT after sending, which the box shows too."""
+    torch), so its unknown words and suggestions are known here: the daemon would show the rest
+    and ignore them (not blocking), or refuse a text with nothing it can show (blocking). Other
+    models answer BAD_PROMPT after sending, which the HUD shows too."""
     if not text.strip():
-        return "type a prompt"
+        return Feedback("type a prompt", True)
     if model != "toy":
         return None
-    from runtime.toy.meaning import MeaningError, read
+    from runtime.toy.meaning import MeaningError, reading, unread_words_message
 
     try:
-        read(text)
+        unread = reading(text).unread
     except MeaningError as exc:
-        return str(exc)
-    return None
+        return Feedback(str(exc), True)
+    return Feedback(unread_words_message(unread, "ignored"), False) if unread else None
 
 
 class TextBox:
-    """A one-line prompt editor with live feedback; `submit(text)` is called on Enter when the
-    text passes `check`."""
+    """A one-line prompt editor with live feedback. Enter calls `submit(text)` when `check` finds
+    nothing; a non-blocking warning (words the model would ignore) needs a second Enter."""
 
-    def __init__(self, check: Callable[[str], str | None], submit: Callable[[str], None]) -> None:
+    def __init__(self, check: Callable[[str], Feedback | None], submit: Callable[[str], None]) -> None:
         self.check, self.submit = check, submit
         self.active = False
         self.text = ""
-        self.feedback: str | None = None
+        self.feedback: Feedback | None = None
+        self._warned = ""  # the text whose warning the last Enter showed
 
     def open(self) -> None:
-        self.active, self.text, self.feedback = True, "", None
+        self.active, self.text, self.feedback, self._warned = True, "", None, ""
 
     def handle(self, event: pygame.event.Event) -> bool:
         """True when the box used the event (every key while it is open)."""
@@ -114,9 +122,11 @@ class TextBox:
                 self.text = self.text[:-1]
             elif event.key in (pygame.K_RETURN, pygame.K_KP_ENTER):
                 self.feedback = self.check(self.text)
-                if self.feedback is None:
+                if self.feedback is None or (not self.feedback.blocking and self._warned == self.text):
                     self.submit(self.text)
                     self.active = False
+                elif not self.feedback.blocking:
+                    self._warned = self.text
                 return True
         else:
             return False
@@ -128,8 +138,13 @@ class TextBox:
         pygame.draw.rect(surface, ACCENT, rect, 1)
         caret = "|" if int(time.monotonic() * 2) % 2 == 0 else " "
         surface.blit(face.render(f"prompt> {self.text}{caret}", True, TEXT), (rect.x + 6, rect.y + 4))
-        note: Line = ((self.feedback, BAD) if self.feedback else
-                      ("Enter sends, Esc cancels" if self.text.strip() else "type a prompt", DIM))
+        if self.feedback is None:
+            note: Line = ("Enter sends, Esc cancels" if self.text.strip() else "type a prompt", DIM)
+        elif self.feedback.blocking:
+            note = (self.feedback.message, BAD)
+        else:
+            again = " (Enter again sends it)" if self._warned == self.text else ""
+            note = (self.feedback.message.split(";")[0] + again, ACCENT)
         blit_lines(surface, [note], rect.x + 6, rect.y + 4 + face.get_linesize(), font(18), rect.w - 12, rect.bottom)
 
 

@@ -63,6 +63,8 @@ class ViewerApp(StreamApp):
         for sent in list(self.link.sent)[-3:]:
             error = sent.error()
             lines.append((f"{sent.label}: {error.message if error else sent.outcome()}", DIM))
+            if (warning := sent.warning()) is not None:
+                lines.append((f"  {warning.split(';')[0]}", ACCENT))
         lines.append(("F1: keys", DIM))
         return lines
 

@@ -86,9 +86,9 @@ class Scene:
                        style=self.style if style is None else style)
 
     def check(self, check_prompt: Callable[[str], None]) -> None:
-        """Ask the model (e.g. ``SessionInfo.check_prompt`` or ``Pipeline.encode_prompt``) whether it can
-        encode every phrase; SceneError names each phrase it refuses and why (for the toy model:
-        the unknown words and the known words to try instead)."""
+        """Ask the model (``SessionInfo.check_prompt`` or ``Pipeline.check_prompt``, both strict) whether
+        it reads every phrase in full; SceneError names each phrase it refuses and why (for the toy
+        model: the unknown words and the known words to try instead)."""
         problems = []
         for what, phrase in self.phrases():
             try:

@@ -66,8 +66,9 @@ class SessionInfo:
     frame_shape: tuple[int, int]  # (height, width) of the frames
     seed: int
     frames_per_block: int
-    # Raises ValueError naming the problem (e.g. unknown words for the toy model) when the
-    # model cannot encode a prompt; lets a plugin check its output before returning it.
+    # Raises ValueError naming the problem when the model cannot take a prompt or would read only
+    # part of it (the toy model serves prompts with unknown words ignored; this names them), so a
+    # plugin can check its output before returning it.
     check_prompt: Callable[[str], None] = field(default=lambda text: None, compare=False, repr=False)
 
 

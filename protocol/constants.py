@@ -26,6 +26,7 @@ HARD_MESSAGE_BYTES = 1024 * 1024
 MAX_PROMPT_CHARS = 2000
 MAX_ID_CHARS = 128
 MAX_NAME_CHARS = 64
+MAX_WARNING_CHARS = 1000  # an ack's `warning`
 MAX_EVENT_NAME_CHARS = 128
 MAX_PAYLOAD_DEPTH = 16  # containers nested in an event payload, the payload map included
 MAX_NESTING = 32  # containers nested in a whole body, the body map included; checked before any field

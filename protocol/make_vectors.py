@@ -157,9 +157,11 @@ def _stream() -> list[Vector]:
         _ok("frame-raw", "stream", "frame.raw.main", _frame(), "a 2x2 raw RGB frame; pixel (r, c) channel k is byte (r*2+c)*3+k", pixels),
         _ok("frame-jpeg", "stream", "frame.jpeg.main", _frame(id="d-18", encoding="jpeg"), "a JPEG frame (payload opaque to the codec)", jpeg),
         _ok("ack", "stream", "ack", {"v": 3, "type": "ack", "id": "d-19", "event_id": "ev-0003", "event_type": "prompt", "session": "main",
-                                     "status": "applied", "frame": 16, "superseded_by": None}, "prompt ev-0003 took effect at frame 16"),
+                                     "status": "applied", "frame": 16, "superseded_by": None, "warning": None},
+            "prompt ev-0003 took effect at frame 16"),
         _ok("ack-superseded", "stream", "ack", {"v": 3, "type": "ack", "id": "d-20", "event_id": "ev-0010", "event_type": "prompt",
-                                                "session": "main", "status": "superseded", "frame": None, "superseded_by": "ev-0011"},
+                                                "session": "main", "status": "superseded", "frame": None, "superseded_by": "ev-0011",
+                                                "warning": None},
             "a prompt replaced before its block boundary"),
         _ok("error", "stream", "error", {"v": 3, "type": "error", "id": "d-21", "event_id": "ev-0012", "code": 200, "name": "UNKNOWN_SESSION",
                                          "message": "no session named 'side'", "session": "side"}, "an event for a session that does not exist"),
@@ -190,7 +192,8 @@ def _version_2() -> list[Vector]:
     event = {"v": 3, "type": "event", "id": "ev-0013", "client": None, "session": "main", "name": "deep", "payload": depth_16}
     return [
         _ok("ack-accepted", "stream", "ack", {"v": 3, "type": "ack", "id": "d-24", "event_id": "ev-0004", "event_type": "prompt",
-                                              "session": "main", "status": "accepted", "frame": 96, "superseded_by": None},
+                                              "session": "main", "status": "accepted", "frame": 96, "superseded_by": None,
+                                              "warning": None},
             "prompt ev-0004 is queued for the block boundary at frame 96; its final ack follows"),
         Vector("prompt-version-1", "control", (b"prompt", _pack(_prompt(v=1))),
                "a version-1 control body is accepted unchanged (it decodes to the current message)", message=_prompt()),
@@ -221,6 +224,10 @@ def _version_3() -> list[Vector]:
         Vector("prompt-version-2", "control", (b"prompt", _pack(_prompt(v=2))),
                "a version-2 control body is accepted unchanged (version 3 changed only the control socket's type)",
                message=_prompt()),
+        _ok("ack-warning", "stream", "ack", {"v": 3, "type": "ack", "id": "d-26", "event_id": "ev-0015", "event_type": "prompt",
+                                             "session": "main", "status": "applied", "frame": 48, "superseded_by": None,
+                                             "warning": "unknown words in prompt: 'dragon'"},
+            "prompt ev-0015 took effect at frame 48; the model read past one of its words, which `warning` names"),
     ]
 
 

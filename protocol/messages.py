@@ -207,6 +207,7 @@ class Ack(StreamMessage):
     status: str = spec(choice(ACK_STATUSES), "applied")
     frame: int | None = spec(optional(FRAME_INDEX), None)
     superseded_by: str | None = spec(optional(ID), None)
+    warning: str | None = spec(optional(text(C.MAX_WARNING_CHARS)), None)  # taken, but part of it was not read
 
     @property
     def final(self) -> bool:

@@ -65,11 +65,21 @@ class Pipeline:
     fps: float  # playback rate of the decoded frames
     frame_shape: tuple[int, int]  # (H, W) of the decoded frames
     frames_per_block: int  # decoded frames per block in steady state
+    # What the encoder reads past in a prompt it takes (the toy's unknown words), in words for the author
+    lint: Callable[[str], str | None] = lambda text: None
 
     def encode_prompt(self, text: str) -> Tensor:
+        """Serving: the conditioning for `text`; PromptError only for a prompt the model cannot take at all."""
         if not isinstance(text, str) or not text.strip():
             raise PromptError("the prompt is empty")
         return self.text_encoder(text)
+
+    def check_prompt(self, text: str) -> None:
+        """The author's lint (story checks, plugins): PromptError if `encode_prompt` refuses `text`
+        or would read past part of it."""
+        self.encode_prompt(text)
+        if (warning := self.lint(text)) is not None:
+            raise PromptError(warning)
 
     def open_stream(self, cond: Tensor, seed: int = 0) -> VideoStream:
         return VideoStream(self.engine.open(cond, seed), self.make_decoder())

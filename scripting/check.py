@@ -161,8 +161,9 @@ def _ranges(lines: list[int], executable: set[int]) -> list[tuple[int, int]]:
 
 def check_story(function: StoryFunction, fps: float, encode: Callable[[str], object],
                 bounds: Bounds = Bounds()) -> Report:
-    """Explore every path of ``function`` (depth first); ``encode`` is the model's prompt
-    encoder (``Pipeline.encode_prompt``), which raises PromptError on a prompt it cannot take."""
+    """Explore every path of ``function`` (depth first); ``encode`` is the model's strict prompt
+    check (``Pipeline.check_prompt``), which raises PromptError on a prompt it cannot take or
+    would read only part of (the toy's unknown words)."""
     filename = getattr(function, "__story_file__", None) or function.__code__.co_filename
     tracer = _Tracer(filename, bounds.max_lines)
     report = Report()

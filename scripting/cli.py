@@ -78,6 +78,8 @@ def cmd_play(args: argparse.Namespace) -> int:
         print(f"frame {frame}: {cue.text} ({cue.transition}, {display_path(cue.file)}:{cue.line})")
     for line in result.late:
         print(f"late: {line}", file=sys.stderr)
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     answers = [a.to_json() for a in result.answers]
     print(f"story ended at frame {result.end}; answers: {json.dumps(answers)}")
     if args.log:
@@ -100,6 +102,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         inputs = read_answers(args.answers_file) if args.answers_file else parse_answers(args.answers)
         pipe = load_pipeline(args.model, device=args.device, weights=args.weights, max_streams=1)
         plan = plan_story(load_story(args.story), pipe.fps, inputs)
+        for text, cue in {c.text: c for c in plan.prompts[::-1]}.items():  # each text once, at its first cue
+            if (warning := pipe.lint(text)) is not None:
+                print(f"warning: {display_path(cue.file)}:{cue.line}: {warning}", file=sys.stderr)
         timeline = render_to_file(pipe, plan, args.seed, args.out, limit=args.frames)
     except (ScriptError, ValueError) as exc:
         return _fail(exc)
@@ -123,7 +128,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = False
     for path in args.story:
         try:
-            report = check_story(load_story(path), pipe.fps, pipe.encode_prompt, bounds)
+            report = check_story(load_story(path), pipe.fps, pipe.check_prompt, bounds)
         except ScriptError as exc:
             print(exc)
             failed = True

@@ -63,6 +63,7 @@ class LiveResult:
     answers: list[Answer]
     end: int
     late: list[str] = field(default_factory=list)  # prompts that landed off their planned boundary
+    warnings: list[str] = field(default_factory=list)  # 'file:line: ...' for prompts the model read only in part
 
 
 class LiveDriver:
@@ -71,6 +72,7 @@ class LiveDriver:
         self.config, self.ctl, self.viewer = config, ctl, viewer
         self.on_picture, self.out = on_picture, out
         self._fps: float | None = None
+        self.opened_warning: str | None = None  # the open ack's `warning`
         self.opening: Cue | None = None
         self.open_seed = config.seed
         self.last_frame = -1
@@ -103,13 +105,14 @@ class LiveDriver:
         if self.opening is None:
             raise ScriptError("a story shows its first prompt before it waits or asks anything", file, line)
         try:
-            self.ctl.open(self.config.session, seed=self.open_seed, prompt=self.opening.text).result(30)
+            opened = self.ctl.open(self.config.session, seed=self.open_seed, prompt=self.opening.text).result(30)
             status = self.ctl.status(self.config.session)
         except RemoteError as exc:
             raise ScriptError(f"the daemon refused to open session {self.config.session!r}: {exc}"
                               + (" (pass --session NAME)" if exc.code == C.ErrorCode.SESSION_EXISTS else ""),
                               self.opening.file, self.opening.line) from None
         self._fps = status[0].fps_target
+        self.opened_warning = opened.warning
         self._last_picture = time.monotonic()
 
     def _pump(self, done: Callable[[], bool], on_input: Callable[[str, dict[str, Any], str | None], bool] | None = None) -> None:
@@ -242,8 +245,11 @@ class LiveDriver:
         self._refused()
         timeline: list[tuple[int, Cue]] = [(0, self.opening)] if self.opening else []
         late = []
+        warnings = [f"{self.opening.file}:{self.opening.line}: {self.opened_warning}"] if self.opened_warning else []
         for cue, ticket in self.sent:
             ack = ticket.result(0)
+            if ack.warning:
+                warnings.append(f"{cue.file}:{cue.line}: {ack.warning}")
             if ack.status != "applied":
                 continue
             timeline.append((ack.frame, cue))
@@ -253,7 +259,7 @@ class LiveDriver:
         timeline.sort(key=lambda item: item[0])
         if not self.config.keep_open:
             self.ctl.close_session(self.config.session).result(10)
-        return LiveResult(timeline, self.answers, end, late)
+        return LiveResult(timeline, self.answers, end, late, warnings)
 
     def close(self, failed: bool) -> None:
         """After a failure, close the session (best effort)."""

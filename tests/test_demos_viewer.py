@@ -12,7 +12,8 @@ import pytest
 
 from demos.link import Link
 from demos.screenshots import headless_window, pixels, press, run_until, toy_daemon, viewer_scene
-from demos.ui import ACCENT, BAD, EMPTY, GOOD, PANEL, PANEL_BG, STREAM, STRIP, check_prompt, run, strip_cells
+from demos.ui import (ACCENT, BAD, EMPTY, GOOD, PANEL, PANEL_BG, STREAM, STRIP, TextBox, check_prompt, run,
+                      strip_cells)
 from demos.viewer import PRESETS, ViewerApp
 from plugins.timeline import read_timeline
 
@@ -30,8 +31,41 @@ def region(image: np.ndarray, rect: pygame.Rect) -> np.ndarray:
 def test_every_preset_is_a_toy_prompt_and_typos_get_suggestions():
     assert all(check_prompt(p, "toy") is None for p in PRESETS)
     problem = check_prompt("a red bal rolls under the moonlite sky", "toy")
-    assert problem is not None and "'bal' (try 'ball')" in problem and "moonlite" in problem
+    assert problem is not None and not problem.blocking  # the daemon would show the red ball, ignoring these
+    assert "'bal' (try 'ball')" in problem.message and "moonlite" in problem.message
+    assert check_prompt("the moonlite", "toy").blocking  # nothing left to show: the daemon would refuse it
+    assert check_prompt("a green ball", "toy").blocking
     assert check_prompt("anything at all", "random-small") is None  # only the toy's words are known here
+
+
+def test_the_prompt_box_sends_a_partly_read_prompt_only_on_a_second_enter():
+    sent: list[str] = []
+    box = TextBox(lambda text: check_prompt(text, "toy"), sent.append)
+
+    def key(k: int) -> None:
+        box.handle(pygame.event.Event(pygame.KEYDOWN, key=k))
+
+    def type_text(text: str) -> None:
+        box.handle(pygame.event.Event(pygame.TEXTINPUT, text=text))
+
+    box.open()
+    type_text("the moonlite")
+    key(pygame.K_RETURN)
+    key(pygame.K_RETURN)
+    assert box.active and box.feedback.blocking and sent == []  # refused, however often Enter is pressed
+    key(pygame.K_ESCAPE)
+    box.open()
+    type_text("a blue bal")
+    key(pygame.K_RETURN)
+    assert box.active and sent == [] and "'bal'" in box.feedback.message
+    type_text("l")  # edited: its own warning, its own second Enter
+    key(pygame.K_RETURN)
+    assert not box.active and sent == ["a blue ball"]  # nothing to warn about: sent at once
+    box.open()
+    type_text("a blue bal")
+    key(pygame.K_RETURN)
+    key(pygame.K_RETURN)
+    assert not box.active and sent == ["a blue ball", "a blue bal"]
 
 
 def test_viewer_stream_hud_keys_box_and_recording(tmp_path):
@@ -80,7 +114,7 @@ def test_viewer_stream_hud_keys_box_and_recording(tmp_path):
             assert (without == PANEL_BG).all()  # control: nothing drawn there without the HUD
             assert (np.abs(with_hud - without).sum(axis=2) > 60).sum() > 500
 
-            # the prompt box: an unknown word is shown and nothing is sent; a good prompt is sent
+            # the prompt box: an unknown word is shown and nothing is sent on one Enter; a good prompt is sent
             count = len(app.link.sent)
             press(pygame.K_TAB)  # recache -> none
             press(pygame.K_RETURN)
@@ -88,7 +122,7 @@ def test_viewer_stream_hud_keys_box_and_recording(tmp_path):
                 pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, text=ch))
             press(pygame.K_RETURN)
             run(app, 2)
-            assert app.box.active and "'bal' (try 'ball')" in app.box.feedback and len(app.link.sent) == count
+            assert app.box.active and "'bal' (try 'ball')" in app.box.feedback.message and len(app.link.sent) == count
             pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, text="l on the sand"))
             press(pygame.K_RETURN)
             run(app, 2)

@@ -25,7 +25,7 @@ def toy():
 
 
 def toy_session(toy, name: str = "main") -> SessionInfo:
-    return SessionInfo(name, "toy", toy.fps, toy.frame_shape, 0, toy.frames_per_block, check_prompt=toy.encode_prompt)
+    return SessionInfo(name, "toy", toy.fps, toy.frame_shape, 0, toy.frames_per_block, check_prompt=toy.check_prompt)
 
 
 def composer_host(table=TOY_EXAMPLE_TABLE) -> PluginHost:
@@ -80,21 +80,21 @@ def test_malformed_scenes_are_refused_with_the_reason(kwargs, message):
 
 def test_every_composed_example_prompt_encodes_for_the_toy_model(toy):
     scene = Scene.from_table(TOY_EXAMPLE_TABLE)
-    scene.check(toy.encode_prompt)
+    scene.check(toy.check_prompt)
     count = 0
     for setting, style, action in itertools.product(TOY_SETTINGS, TOY_STYLES, TOY_ACTIONS):
         text = scene.changed(setting=setting, style=style).compose(action)
-        toy.encode_prompt(text)  # raises PromptError naming any unknown word
+        toy.check_prompt(text)  # raises PromptError naming any unknown word
         count += 1
     assert count == len(TOY_SETTINGS) * len(TOY_STYLES) * len(TOY_ACTIONS)
     with pytest.raises(ValueError, match="'hero'"):  # negative control: the uncomposed action does not encode
-        toy.encode_prompt(TOY_ACTIONS[0])
+        toy.check_prompt(TOY_ACTIONS[0])
 
 
 def test_a_planted_unknown_word_is_named_with_suggestions(toy):
     scene = Scene(cast={"hero": "a crimson knight"}, setting="across a green feild", style="under a sunny sky")
     with pytest.raises(SceneError) as caught:
-        scene.check(toy.encode_prompt)
+        scene.check(toy.check_prompt)
     message = str(caught.value)
     assert "cast 'hero' 'a crimson knight'" in message and "'knight'" in message
     assert "setting 'across a green feild'" in message and "'feild' (try 'field')" in message
@@ -121,7 +121,7 @@ def test_rewrite_chain_through_the_host(toy):
     assert opened == "a red ball rests on the ground across a green field under a sunny daytime sky in clear weather"
     free = "a yellow wedge slides leftward across the sea under a stormy sky"
     assert host.rewrite_prompt(info, free, EventInfo("p-2", "prompt")) == f"{free} in clear weather"  # no cast name
-    toy.encode_prompt(opened)
+    toy.check_prompt(opened)
     assert host.disabled == {}
     host.close()
 
@@ -140,7 +140,7 @@ def test_action_and_scene_events(toy):
     change, _ = host.game_event(info, "scene", {"style": "under a sunny daytime sky", "action": "the rival rests",
                                                 "at_frame": 30})
     assert change == PromptChange("a blue cube rests over the dunes under a sunny daytime sky", at_frame=30)
-    toy.encode_prompt(change.text)
+    toy.check_prompt(change.text)
     # a scene the model cannot take: refused with the reason, the old scene stays
     with pytest.raises(Refused) as refused:
         host.game_event(info, "scene", {"setting": "in the castle"})

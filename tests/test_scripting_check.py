@@ -38,7 +38,7 @@ def pipe():
 def check(tmp_path: Path, pipe, text: str, bounds: Bounds = Bounds()):
     path = tmp_path / "story.py"
     path.write_text(text)
-    return path, check_story(load_story(path), pipe.fps, pipe.encode_prompt, bounds)
+    return path, check_story(load_story(path), pipe.fps, pipe.check_prompt, bounds)
 
 
 def line_of(path: Path, needle: str) -> int:

@@ -113,7 +113,7 @@ def test_live_play_matches_offline_render_to_the_frame(tmp_path, pipe):
                           out=Lines(game.on_line))
         finally:
             game.close()
-    assert result.late == []
+    assert result.late == [] and result.warnings == []
     # the game answered the choice and jumped once; the second wait timed out despite the resends
     kinds = [(a.index, a.name, a.timed_out) for a in result.answers]
     assert kinds == [(0, None, False), (None, "jump", False), (None, None, True)]
@@ -144,7 +144,7 @@ def test_live_play_matches_offline_render_to_the_frame(tmp_path, pipe):
 def test_a_prompt_the_daemon_refuses_stops_the_story_at_its_line(tmp_path, pipe):
     path = tmp_path / "story.py"
     path.write_text(f'async def story(s):\n    await s.show("{DAY}", seconds=0.5)\n'
-                    '    await s.show("a red dragon rests", seconds=0.5)\n    await s.wait(30)\n')
+                    '    await s.show("the dragon", seconds=0.5)\n    await s.wait(30)\n')
     config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_session=None)
     with serve_in_thread(pipe, config) as daemon:
         control, stream = daemon.endpoints
@@ -152,3 +152,17 @@ def test_a_prompt_the_daemon_refuses_stops_the_story_at_its_line(tmp_path, pipe)
             play(load_story(path), LiveConfig(control=control, stream=stream, session="bad",
                                               terminal=False), out=io.StringIO())
     assert caught.value.line == 3
+
+
+def test_a_prompt_read_in_part_plays_and_is_reported_at_its_line(tmp_path, pipe):
+    path = tmp_path / "story.py"
+    path.write_text(f'async def story(s):\n    await s.show("{DAY}", seconds=0.5)\n'
+                    '    await s.show("a red ball in the enchanted forest at night", seconds=0.5)\n')
+    config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_session=None)
+    with serve_in_thread(pipe, config) as daemon:
+        control, stream = daemon.endpoints
+        result = play(load_story(path), LiveConfig(control=control, stream=stream, session="partly",
+                                                    terminal=False), out=io.StringIO())
+    assert len(result.timeline) == 2  # shown, not refused
+    [warning] = result.warnings
+    assert warning.startswith(f"{path}:3: ") and "'enchanted'" in warning and "'forest'" in warning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -106,15 +108,25 @@ def test_shipped_weights_generate_the_prompted_scene():
     assert np.mean([r.present and r.colour == "blue" for r in after]) >= 0.6
 
 
-def test_prompts_are_read_for_meaning_and_unknown_words_are_a_prompt_error_naming_them():
+def test_prompts_are_read_for_meaning_served_past_unknown_words_and_linted_strictly():
     pipe = load_pipeline("toy", max_streams=1)
     typed = pipe.encode_prompt("a red circle by the pond at night")
     assert torch.equal(typed, pipe.encode_prompt("A red ball rests on the ground across the sea under a starry night sky"))
     assert not torch.equal(typed, pipe.encode_prompt("a red circle by the pond at noon"))
+    assert pipe.lint("a red circle by the pond at night") is None
+    pipe.check_prompt("a red circle by the pond at night")
+    # serving shows what the rest says; the lint and the strict check name what was set aside
+    unknown = "a blue unicorn at night by the castle"
+    assert torch.equal(pipe.encode_prompt(unknown), pipe.encode_prompt("a blue ball at night"))
+    assert not torch.equal(pipe.encode_prompt(unknown), pipe.encode_prompt("a red ball at night"))
+    assert re.search("'unicorn'.*'castle'", pipe.lint(unknown))
     with pytest.raises(PromptError, match="'unicorn'.*'castle'"):
-        pipe.encode_prompt("a red unicorn by the castle")
-    with pytest.raises(PromptError):
-        pipe.encode_prompt("!!!")
+        pipe.check_prompt(unknown)
+    with pytest.raises(PromptError, match="'unicorn'"):  # nothing left to show: refused, naming the word
+        pipe.encode_prompt("the unicorn")
+    for refused in ("!!!", "a green ball"):
+        with pytest.raises(PromptError):
+            pipe.encode_prompt(refused)
 
 
 def test_missing_or_corrupt_weights_name_the_file(tmp_path):

@@ -275,7 +275,7 @@ class Daemon:
                                     prompt_id=session.prompt_id)
             for item in session.produced(len(frames), done):
                 latency = session.latency_ms(item, first) if item.prompt is not None else None
-                self._ack(item.event_id, item.event_type, session, first, item.prompt, latency)
+                self._ack(item.event_id, item.event_type, session, first, item.prompt, latency, item.warning)
 
     def _off_loop(self, work: Callable[[], Any]) -> Any:
         """Run `work` on the worker; meanwhile keep handshakes and heartbeats on time and admit
@@ -441,13 +441,26 @@ class Daemon:
             raise ProtocolError(ErrorCode.BAD_PROMPT, str(exc)) from None
 
     def _check_prompt(self, text: str) -> None:
-        """For plugins (SessionInfo.check_prompt): PromptError (a ValueError) if the model cannot take ``text``."""
+        """For plugins (SessionInfo.check_prompt), strict like `Pipeline.check_prompt`: PromptError
+        (a ValueError) if the model cannot take ``text`` or would read past part of it."""
         self.prompts.get(text)
+        if (warning := self._warning(text)) is not None:
+            raise PromptError(warning)
 
-    def _accept(self, session: Session, event_id: str, event_type: str, frame: int) -> None:
+    def _warning(self, text: str) -> str | None:
+        """The ack `warning` for a prompt the model takes (`Pipeline.lint`); a failing lint costs only the warning."""
+        try:
+            warning = self.pipe.lint(text)
+        except Exception:
+            log.exception("the model's prompt lint failed on %r", text)
+            return None
+        return None if warning is None else warning[:C.MAX_WARNING_CHARS]
+
+    def _accept(self, session: Session, event_id: str, event_type: str, frame: int,
+                warning: str | None = None) -> None:
         """Publish `accepted` (the planned frame) and remember the event as pending."""
         ack = encode(Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name,
-                         status="accepted", frame=frame))
+                         status="accepted", frame=frame, warning=warning))
         self.recent.pending(event_id, ack)
         self._send_answer(self.recent.route(event_id), ack)
 
@@ -482,8 +495,9 @@ class Daemon:
                    EventInfo(msg.id, msg.TYPE, msg.client))
         session = self.sessions[msg.session]
         session.idle, session.idle_after_s = msg.idle, msg.idle_after_s
-        session.awaiting.append(Awaiting(msg.id, msg.TYPE, now))
-        self._accept(session, msg.id, msg.TYPE, 0)
+        warning = self._warning(session.prompt)
+        session.awaiting.append(Awaiting(msg.id, msg.TYPE, now, warning=warning))
+        self._accept(session, msg.id, msg.TYPE, 0, warning)
 
     def _open(self, name: str, prompt: str, prompt_id: str | None, seed: int, fps: float | None, now: float,
               event: EventInfo | None = None) -> None:
@@ -524,8 +538,10 @@ class Daemon:
             raise ProtocolError(ErrorCode.TOO_FAR_AHEAD, f"at_frame {at_frame} is more than {C.MAX_SCHEDULE_FRAMES} "
                                 f"frames after session {session.name!r}'s next frame {session.next_frame}")
         text = self._rewrite(session.info, text, event)
-        session.prompts.append(PendingPrompt(event_id, event_type, text, transition, blend_blocks, at_frame, now))
-        self._accept(session, event_id, event_type, session.planned_frame(at_frame))
+        warning = self._warning(text)
+        session.prompts.append(PendingPrompt(event_id, event_type, text, transition, blend_blocks, at_frame, now,
+                                             warning))
+        self._accept(session, event_id, event_type, session.planned_frame(at_frame), warning)
 
     def _on_pause(self, session: Session, msg: Pause, now: float) -> None:
         if session.paused:
@@ -628,9 +644,9 @@ class Daemon:
                      message=message[:1000], session=session)
 
     def _ack(self, event_id: str, event_type: str, session: Session, frame: int | None,
-             prompt: PendingPrompt | None = None, latency_ms: float | None = None) -> None:
+             prompt: PendingPrompt | None = None, latency_ms: float | None = None, warning: str | None = None) -> None:
         self._answer(event_id, Ack(id=self._id(), event_id=event_id, event_type=event_type, session=session.name,
-                                   frame=frame))
+                                   frame=frame, warning=warning))
         change = {} if prompt is None else {"text": prompt.text, "transition": prompt.transition,
                                             "source": prompt.event_type}
         self.plugins.notify("event_acked", session=session.info, ack=AckInfo(

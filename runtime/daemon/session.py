@@ -26,6 +26,7 @@ class PendingPrompt:
     blend_blocks: int | None
     at_frame: int | None
     received: float  # monotonic
+    warning: str | None = None  # what the model reads past in `text` (Pipeline.lint), for its acks
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Awaiting:
     event_type: str
     received: float
     prompt: PendingPrompt | None = None  # the prompt change it applied, if any
+    warning: str | None = None  # for the applied ack
 
 
 class Session:
@@ -92,7 +94,7 @@ class Session:
         else:
             self.stream.switch_prompt(cond, transition=prompt.transition)
         self.prompt, self.prompt_id = prompt.text, prompt.event_id
-        self.awaiting.append(Awaiting(prompt.event_id, prompt.event_type, prompt.received, prompt))
+        self.awaiting.append(Awaiting(prompt.event_id, prompt.event_type, prompt.received, prompt, prompt.warning))
 
     def produced(self, frames: int, now: float) -> list[Awaiting]:
         """Account for a block just made (after `pacer.generated` placed it on the clock);

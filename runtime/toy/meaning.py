@@ -15,14 +15,18 @@ that describes the sky is not the object's ("a red ball under a pink and orange 
 "snow"/"snowy" belong to the weather or the ground, whichever the rest of the prompt leaves free
 ("snowy weather over the dunes", "on snow while it rains").
 
-Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big");
-any other word is an error naming it, as before (a word the toy cannot show must not silently
-vanish), and so is a colour the world has no paint for ("a green ball").
+Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big").
+Any other word is *unread*. Two readers share the scan: `reading` (serving) shows what the rest of
+the prompt says and reports the unread words, because a stream that refuses "a red ball rolling
+through a moonlit orchard" over "orchard" is worse than one that shows the ball under the moon;
+`read` (the author's lint: story checks, plugins) refuses them, naming each with suggestions.
+Both refuse a colour the world has no paint for ("a green ball") and a prompt that shows nothing.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from runtime.toy import vocab
 
@@ -82,7 +86,7 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
                   "slides~", "sliding~", "slide~", "travels~", "travelling~", "traveling~", "heads~",
                   "goes~", "going~", "heading~", "drifts~", "drifting~", "glides~", "gliding~", "runs~", "running~"),
         "bounce": ("bounce", "bounces", "bouncing", "bouncy", "hop", "hops", "hopping", "jump", "jumps",
-                   "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing"),
+                   "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing", "boing", "boings"),
         "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "stays", "staying", "sit",
                  "stay", "motionless", "stationary", "idle", "lies", "lying", "stopped", "not moving",
                  "does not move", "doesn t move", "standing", "stands", "parked", "stays put", "unmoving"),
@@ -229,35 +233,51 @@ def _scan(ws: list[str], sky_colours: set[int]) -> tuple[Votes, list[str]]:
     return votes, unknown
 
 
-def _unknown_words_message(unknown: list[str]) -> str:
-    names = list(dict.fromkeys(unknown))
-    parts = [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in names]
-    return (f"unknown words in prompt: {', '.join(parts)}; the toy world shows a sky "
+def unread_words_message(unread: tuple[str, ...], lead: str = "unknown words in prompt") -> str:
+    """`lead`: the unread words, each with suggestions, then what the toy world can show."""
+    parts = [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in unread]
+    return (f"{lead}: {', '.join(parts)}; the toy world shows a sky "
             f"({'/'.join(ATTRIBUTES['sky'])}), a ground ({'/'.join(ATTRIBUTES['ground'])}), one "
             f"{'/'.join(ATTRIBUTES['colour'])} {'/'.join(ATTRIBUTES['shape'])} that moves "
             f"{'/'.join(ATTRIBUTES['motion'])}, and weather ({'/'.join(ATTRIBUTES['weather'])})")
 
 
-def read(text: str) -> dict[str, str]:
-    """The attributes `text` mentions (attribute -> value); unmentioned ones are absent.
+@dataclass(frozen=True)
+class Reading:
+    mentioned: dict[str, str]  # attribute -> value, for the attributes the prompt mentions
+    unread: tuple[str, ...]  # words outside the lexicon and FILLER, each once, in order
 
-    Raises MeaningError for words outside the lexicon and FILLER (named, with suggestions), for
-    an object colour the world cannot paint, and for text that mentions no attribute at all.
+
+def reading(text: str) -> Reading:
+    """What `text` says, with the words that say nothing the toy can show set aside in `.unread`.
+
+    Raises MeaningError for an object colour the world cannot paint and for text that mentions
+    no attribute at all (naming its unread words, if any).
     """
     ws = [_known_form(w) for w in words(text)]
+    ws = [w for w, nxt in zip(ws, ws[1:] + [""]) if not (w == "still" and nxt.endswith("ing"))]  # "still falling": yet
     sky_colours = _sky_colours(ws)
     for i, w in enumerate(ws):
         if w in UNPAINTED and i not in sky_colours and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
             raise MeaningError(f"the toy world has no {w} objects; object colours: "
                                f"{', '.join(ATTRIBUTES['colour'])}")
     votes, unknown = _scan(ws, sky_colours)
-    if unknown:
-        raise MeaningError(_unknown_words_message(unknown))
+    unread = tuple(dict.fromkeys(unknown))
     # most weight wins; on a tie, the later mention (a user correcting themself)
     out = {attr: max(vs.items(), key=lambda kv: (kv[1][0], kv[1][1]))[0] for attr, vs in votes.items() if vs}
     if not out:
-        raise MeaningError(f"the prompt {text!r} says nothing the toy world can show")
-    return out
+        raise MeaningError(unread_words_message(unread) if unread else
+                           f"the prompt {text!r} says nothing the toy world can show")
+    return Reading(out, unread)
+
+
+def read(text: str) -> dict[str, str]:
+    """The attributes `text` mentions (attribute -> value), strictly: MeaningError for any unread
+    word (named, with suggestions), and for everything `reading` refuses."""
+    r = reading(text)
+    if r.unread:
+        raise MeaningError(unread_words_message(r.unread))
+    return r.mentioned
 
 
 def complete(mentioned: dict[str, str]) -> dict[str, str]:

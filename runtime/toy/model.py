@@ -156,12 +156,23 @@ def tokenize_or_raise(text: str) -> Tensor:
 
 
 def canonical_prompt(text: str) -> str:
-    """What the learned encoder reads for a typed prompt: its meaning (``meaning.read``, defaults
-    for what it leaves open) as one sentence of the encoder's training phrases; errors are PromptErrors."""
+    """What the learned encoder reads for a typed prompt: its meaning (``meaning.reading``, unread
+    words set aside, defaults for what it leaves open) as one sentence of the encoder's training
+    phrases; errors are PromptErrors."""
     try:
-        return meaning.canonical(meaning.complete(meaning.read(text)))
+        return meaning.canonical(meaning.complete(meaning.reading(text).mentioned))
     except meaning.MeaningError as e:
         raise PromptError(str(e)) from e
+
+
+def unread_words(text: str) -> str | None:
+    """The pipeline's lint: the words of `text` the toy ignores, with suggestions; None if none
+    (or if the prompt is refused outright, which `encode_prompt` reports)."""
+    try:
+        unread = meaning.reading(text).unread
+    except meaning.MeaningError:
+        return None
+    return meaning.unread_words_message(unread) if unread else None
 
 
 class ToyPromptEncoder:
@@ -245,7 +256,7 @@ def build(device: torch.device, dtype: torch.dtype | None, weights: str | None, 
                                  cache=cache),
                     max_streams=max_streams)
     return Pipeline("toy", engine, ToyPromptEncoder(model.text), PixelDecoder, fps=cfg.fps,
-                    frame_shape=FRAME, frames_per_block=cfg.frames_per_block)
+                    frame_shape=FRAME, frames_per_block=cfg.frames_per_block, lint=unread_words)
 
 
 def parameter_count(model: nn.Module) -> int:
