@@ -141,28 +141,26 @@ def test_live_play_matches_offline_render_to_the_frame(tmp_path, pipe):
     assert len(same) == len(video), f"live frames differ from offline at {sorted(set(range(len(video))) - set(same))[:5]}"
 
 
-def test_a_prompt_the_daemon_refuses_stops_the_story_at_its_line(tmp_path, pipe):
+def play_second_prompt(tmp_path, pipe, text: str, session: str):
+    """Play a story that shows DAY and then `text` (line 3) against a fresh toy daemon."""
     path = tmp_path / "story.py"
     path.write_text(f'async def story(s):\n    await s.show("{DAY}", seconds=0.5)\n'
-                    '    await s.show("the dragon", seconds=0.5)\n    await s.wait(30)\n')
+                    f'    await s.show("{text}", seconds=0.5)\n')
     config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_session=None)
     with serve_in_thread(pipe, config) as daemon:
         control, stream = daemon.endpoints
-        with pytest.raises(ScriptError, match="BAD_PROMPT") as caught:
-            play(load_story(path), LiveConfig(control=control, stream=stream, session="bad",
-                                              terminal=False), out=io.StringIO())
+        return path, play(load_story(path), LiveConfig(control=control, stream=stream, session=session,
+                                                        terminal=False), out=io.StringIO())
+
+
+def test_a_prompt_the_daemon_refuses_stops_the_story_at_its_line(tmp_path, pipe):
+    with pytest.raises(ScriptError, match="BAD_PROMPT") as caught:
+        play_second_prompt(tmp_path, pipe, "the dragon", "bad")
     assert caught.value.line == 3
 
 
 def test_a_prompt_read_in_part_plays_and_is_reported_at_its_line(tmp_path, pipe):
-    path = tmp_path / "story.py"
-    path.write_text(f'async def story(s):\n    await s.show("{DAY}", seconds=0.5)\n'
-                    '    await s.show("a red ball in the enchanted forest at night", seconds=0.5)\n')
-    config = DaemonConfig(control="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", default_session=None)
-    with serve_in_thread(pipe, config) as daemon:
-        control, stream = daemon.endpoints
-        result = play(load_story(path), LiveConfig(control=control, stream=stream, session="partly",
-                                                    terminal=False), out=io.StringIO())
+    path, result = play_second_prompt(tmp_path, pipe, "a red ball in the enchanted forest at night", "partly")
     assert len(result.timeline) == 2  # shown, not refused
     [warning] = result.warnings
     assert warning.startswith(f"{path}:3: ") and "'enchanted'" in warning and "'forest'" in warning
