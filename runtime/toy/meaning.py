@@ -113,12 +113,13 @@ frame where what how under beneath amid amidst during against beside behind fron
 its their my our nice pretty cute vivid pale deep soft solid toy toys game player beautiful lovely tall
 wide wet cold hot endlessly forever constantly repeatedly continuously gets getting starts starting
 floating floats float coming comes fall falls fell overhead hard lightly out off perfectly time covered
+want but landscape away cheerful more ominous surface
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
 # Words that turn the weather words after them into clear weather ("no rain or snow") and make
 # other words after them say nothing ("no clouds", "not bouncing").
-NEGATORS = frozenset("no not without nor zero".split())
+NEGATORS = frozenset("no not without nor zero nothing".split())
 NEGATION_CHAIN = frozenset("or and any".split())  # words a negation runs on through
 # A colour word followed (through other colours and "and") by one of these describes the sky.
 SKY_NOUNS = frozenset("sky skies sunset sunrise dusk dawn evening glow clouds horizon".split())
@@ -195,7 +196,7 @@ def _scan(ws: list[str], sky_colours: set[int]) -> tuple[Votes, list[str]]:
     votes: Votes = {a: {} for a in ATTRIBUTES}
     unknown: list[str] = []
     two_way: list[tuple[tuple[str, ...], int, bool]] = []  # phrases with a SECOND_READING, decided last
-    negating = False  # after "no"/"without", through a chain of weather words ("no rain or snow")
+    negating = False  # after "no"/"without", through weather words joined by "or"/"and" ("no rain or snow")
     i = 0
     while i < len(ws):
         if ws[i] in NEGATORS:
@@ -215,8 +216,10 @@ def _scan(ws: list[str], sky_colours: set[int]) -> tuple[Votes, list[str]]:
                             continue  # "no clouds", "not bouncing": says what is not there
                         value, weight = "clear", STRONG
                     _vote(votes, attr, value, weight, i)
-                negating = negating and all(attr == "weather" for attr, _, _ in _TABLE[phrase])
                 i += n
+                # on only to a weather phrase joined by "or"/"and": "no rain or snow, purple ball" keeps the purple
+                negating = (negating and all(attr == "weather" for attr, _, _ in _TABLE[phrase])
+                            and i < len(ws) and ws[i] in NEGATION_CHAIN)
                 break
         else:
             if ws[i] not in _SAYS_NOTHING:
