@@ -448,7 +448,8 @@ class OscBridge:
                 else:
                     pending.accepted, pending.resend_at = True, time.monotonic() + C.ACCEPTED_RESEND_S
                 frame = -1 if reply.frame is None else reply.frame
-                self._reply(pending.reply_to, osc_message(ACK_ADDRESS, reply.event_id, frame, reply.status))
+                warning = [reply.warning] if reply.warning else []  # what the model set aside from a prompt
+                self._reply(pending.reply_to, osc_message(ACK_ADDRESS, reply.event_id, frame, reply.status, *warning))
 
     def _resend(self, now: float) -> None:
         for event_id, pending in list(self._pending.items()):

@@ -130,7 +130,7 @@ class OscPeer:
 
     def final(self, timeout: float = 20.0) -> tuple[str, list]:
         """The next reply that is not an 'accepted' ack."""
-        while (reply := self.recv(timeout))[1][-1] == "accepted":
+        while (reply := self.recv(timeout))[1][2] == "accepted":
             pass
         return reply
 
@@ -234,6 +234,34 @@ def test_osc_round_trip_through_the_plugin_and_a_daemon(pipe):
     assert (finals[jump_id].text, finals[jump_id].source) == ("the hero jumps 3 times", "event")
     assert osc.bridge is None  # the daemon stopped: the plugin stopped its bridge
 
+
+
+def test_acks_carry_the_words_the_toy_model_set_aside():
+    from runtime.daemon.daemon import DaemonConfig
+    from runtime.daemon.inprocess import serve_in_thread
+    from runtime.pipeline import load_pipeline
+
+    osc = OscPlugin()
+    host = PluginHost({"osc": {"port": 0}}, builtin_models=False)
+    assert host.register(osc, "osc"), host.disabled
+    peer = OscPeer()
+    try:
+        with serve_in_thread(load_pipeline("toy", max_streams=1), DaemonConfig(control=TCP, stream=TCP), host):
+            deadline = time.monotonic() + 10
+            while osc.bridge is None:
+                assert time.monotonic() < deadline, host.disabled
+                time.sleep(0.01)
+            peer.send(osc.bridge.address, "/longlive/prompt", "a red ball in the enchanted forest at night")
+            address, accepted = peer.recv()
+            _, applied = peer.final()
+            peer.send(osc.bridge.address, "/longlive/prompt", "a blue cube at night")
+            _, clean = peer.final()
+    finally:
+        peer.close()
+    assert address == "/longlive/ack" and accepted[2] == "accepted" and applied[2] == "applied"
+    for params in (accepted, applied):
+        assert len(params) == 4 and "'enchanted'" in params[3] and "'forest'" in params[3]
+    assert len(clean) == 3 and clean[2] == "applied"
 
 
 def test_standalone_bridge_replies_to_the_configured_port(pipe):
