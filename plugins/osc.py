@@ -25,7 +25,7 @@ configured one):
 * ``/longlive/seed <seed> [session]``, ``/longlive/pause [session]``, ``/longlive/resume [session]``.
 
 Replies go to the sender's address, or to ``reply_host``/``reply_port`` when configured:
-``/longlive/ack <event_id> <frame or -1> <accepted|applied|superseded>`` and
+``/longlive/ack <event_id> <frame or -1> <accepted|applied|superseded> [warning]`` and
 ``/longlive/error <event_id or ""> <code> <name> <message>``.
 """
 
