@@ -86,13 +86,13 @@ def check_prompt(text: str, model: str | None) -> Feedback | None:
         return Feedback("type a prompt", True)
     if model != "toy":
         return None
-    from runtime.toy.meaning import MeaningError, reading, unread_words_message
+    from runtime.toy.meaning import MeaningError, reading
 
     try:
-        unread = reading(text).unread
+        warning = reading(text).warning()
     except MeaningError as exc:
         return Feedback(str(exc), True)
-    return Feedback(unread_words_message(unread, "ignored"), False) if unread else None
+    return None if warning is None else Feedback(warning, False)
 
 
 class TextBox:

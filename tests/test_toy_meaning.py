@@ -104,13 +104,23 @@ def test_what_the_world_cannot_show_is_an_error_naming_it():
     assert meaning.read("a green meadow") == {"ground": "grass"}  # green is fine for a field
 
 
+# Validation sentences whose typo is a slip `meaning._slips` declines on purpose (it would misread
+# common words); everything else must read to its labels.
+DECLINED_SLIPS = {
+    "yelow block moving to the right over grass, sunset, clear weather",
+    "yellow ball moving left over the watr on a bright day, snowflakes coming down",
+    "yellow ball drifting right on the watter at night, chucking it down with rain",
+}
+
+
 def test_every_validation_sentence_reads_back_to_its_labels():
     """The lexicon was decided on these typed sentences (never on the test set's), as served:
     the words it does not know set aside."""
     prompts = evaluate.read_prompts(evaluate.DATA / "validation_prompts.tsv")
-    assert len(prompts) == 192
-    for p in prompts:
-        assert meaning.complete(meaning.reading(p.text).mentioned) == dataclasses.asdict(p.attrs), p.text
+    assert len(prompts) == 240
+    misread = {p.text for p in prompts
+               if meaning.complete(meaning.reading(p.text).mentioned) != dataclasses.asdict(p.attrs)}
+    assert misread == DECLINED_SLIPS
 
 
 def test_serving_sets_unknown_words_aside_and_names_each_once():
@@ -126,3 +136,29 @@ def test_serving_sets_unknown_words_aside_and_names_each_once():
         meaning.reading("the very big one")
     with pytest.raises(meaning.MeaningError, match="no green objects"):
         meaning.reading("a green ball by the orchard")
+
+
+def test_typing_slips_of_lexicon_words_are_read_as_them_and_said():
+    r = meaning.reading("a pnik trianlge bouncng at nigth, rian")
+    assert meaning.complete(r.mentioned) == {"sky": "night", "ground": "grass", "colour": "pink",
+                                             "shape": "triangle", "motion": "bounce", "weather": "rain"}
+    assert r.corrected == (("pnik", "pink"), ("trianlge", "triangle"), ("bouncng", "bouncing"), ("nigth", "night"),
+                           ("rian", "rain"))
+    assert r.unread == () and r.warning().startswith("read 'pnik' as 'pink', 'trianlge' as 'triangle'")
+    with pytest.raises(meaning.MeaningError, match="'pnik'"):  # the author's lint names the slip
+        meaning.read("a pnik ball")
+    assert meaning.reading("a red ball").warning() is None
+
+
+# Common English words one slip away from a lexicon word under rules this reader rejected
+# (a dropped letter in short words, an extra or a wrong letter); each must stay unread.
+NOT_SLIPS = """each road range only later training story till edge lock rate lack hope least taking short
+share takes hands movie lives write funny clean train brain reach glass wedding arms paris rise leaves skills
+boss dress fellow knowing driver guide links teach loves fake walls mood clock bench seat pine band stare
+site read like know take last love part said good your found called based""".split()
+
+
+def test_real_words_near_lexicon_words_are_not_taken_for_slips():
+    for word in NOT_SLIPS:
+        r = meaning.reading(f"a blue cube and {word}")
+        assert r.mentioned == {"colour": "blue", "shape": "cube"} and r.corrected == (), word

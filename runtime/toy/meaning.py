@@ -8,18 +8,20 @@ is small and can be read with a lexicon: every word or phrase a user is likely t
 word beats a vague one: "dark thundery sky" is a storm), unmentioned attributes at DEFAULTS.
 The learned encoder then only ever sees `canonical(...)`, a sentence of its own training phrases.
 
-Four readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
-word reads as its lexicon form ("drifted", "quietly", "colours"); a negated weather word means
-clear weather ("no rain or snow") and any other negated word says nothing ("no clouds"); a colour
-that describes the sky is not the object's ("a red ball under a pink and orange sky"); and
-"snow"/"snowy" belong to the weather or the ground, whichever the rest of the prompt leaves free
-("snowy weather over the dunes", "on snow while it rains").
+Six readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
+word reads as its lexicon form ("drifted", "quietly", "colours"); a typing slip of a lexicon word
+reads as that word ("pnik", "bouncng"; only the slips that rarely hit a real word, `_slips`); a
+negated weather word means clear weather ("no rain or snow") and any other negated word says
+nothing ("no clouds"); a colour that describes the sky is not the object's ("a red ball under a
+pink and orange sky"); "snow"/"snowy" belong to the weather or the ground, whichever the rest of
+the prompt leaves free ("snowy weather over the dunes", "on snow while it rains"); and "still"
+before an -ing word means "yet" ("snow still falling").
 
 Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big").
 Any other word is *unread*. Two readers share the scan: `reading` (serving) shows what the rest of
-the prompt says and reports the unread words, because a stream that refuses "a red ball rolling
+the prompt says and reports the unread words and the slips it corrected, because a stream that refuses "a red ball rolling
 through a moonlit orchard" over "orchard" is worse than one that shows the ball under the moon;
-`read` (the author's lint: story checks, plugins) refuses them, naming each with suggestions.
+`read` (the author's lint: story checks, plugins) refuses both, naming each with suggestions.
 Both refuse a colour the world has no paint for ("a green ball") and a prompt that shows nothing.
 """
 
@@ -46,7 +48,7 @@ STRONG, WEAK = 2, 1
 LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
     "sky": {
         "day": ("day", "daytime", "daylight", "broad daylight", "sunny", "sun", "sunshine", "sunlit", "midday",
-                "noon", "morning", "afternoon", "cloudless", "blue sky", "clear sky", "bright~"),
+                "noon", "morning", "afternoon", "cloudless", "blue sky", "clear sky~", "bright~"),
         "sunset": ("sunset", "sundown", "sunrise", "dawn", "dusk", "twilight", "evening", "golden hour",
                    "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "sun goes down",
                    "sun going down", "sun sets", "sun is setting", "sun comes up", "orange~", "glowing~", "glow~",
@@ -87,14 +89,15 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
                   "goes~", "going~", "heading~", "drifts~", "drifting~", "glides~", "gliding~", "runs~", "running~"),
         "bounce": ("bounce", "bounces", "bouncing", "bouncy", "hop", "hops", "hopping", "jump", "jumps",
                    "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing", "boing", "boings"),
-        "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "stays", "staying", "sit",
-                 "stay", "motionless", "stationary", "idle", "lies", "lying", "stopped", "not moving",
+        "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "sat", "stood~", "stays",
+                 "staying", "sit", "stay", "motionless", "stationary", "idle", "lies", "lying", "stopped", "not moving",
                  "does not move", "doesn t move", "standing", "stands", "parked", "stays put", "unmoving"),
     },
     "weather": {
-        "clear": ("clear weather", "dry weather", "dry", "no rain", "no snow", "fair weather", "clear~"),
+        "clear": ("clear weather", "dry weather", "dry", "no rain", "no snow", "fair weather", "clear sky",
+                  "clear~"),
         "rain": ("rain", "rains", "raining", "rainy", "raindrops", "drizzle", "drizzling", "downpour",
-                 "showers", "shower", "rainstorm", "pouring", "precipitation~"),
+                 "showers", "shower", "rainstorm", "pouring", "drizzly", "precipitation~"),
         "snow": ("snow", "snows", "snowing", "snowfall", "snowflakes", "flakes", "blizzard", "snow falling",
                  "falling snow", "snowstorm"),
     },
@@ -113,7 +116,7 @@ frame where what how under beneath amid amidst during against beside behind fron
 its their my our nice pretty cute vivid pale deep soft solid toy toys game player beautiful lovely tall
 wide wet cold hot endlessly forever constantly repeatedly continuously gets getting starts starting
 floating floats float coming comes fall falls fell overhead hard lightly out off perfectly time covered
-want but landscape away cheerful more ominous surface
+want but landscape away cheerful more ominous surface could brooding fierce miserable when
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
@@ -146,7 +149,8 @@ _LONGEST = max(map(len, _TABLE))
 _SHAPE_WORDS = frozenset(w for ps in LEXICON["shape"].values() for p in ps for w in p.rstrip("~").split())
 _COLOUR_WORDS = frozenset(w for ps in LEXICON["colour"].values() for p in ps for w in p.split()) | UNPAINTED
 _SAYS_NOTHING = FILLER | NEGATORS  # words outside the phrases that are not unknown
-_KNOWN = frozenset(w for phrase in _TABLE for w in phrase) | _SAYS_NOTHING
+_PHRASE_WORDS = frozenset(w for phrase in _TABLE for w in phrase)
+_KNOWN = _PHRASE_WORDS | _SAYS_NOTHING
 
 
 def _known_form(word: str) -> str:
@@ -158,6 +162,28 @@ def _known_form(word: str) -> str:
         if form in _KNOWN:
             return form
     return word
+
+
+def _slips(word: str) -> set[str]:
+    """What `word` may have been meant as: two neighbouring letters swapped ("pnik", "nigth"), or, in
+    a word of six letters or more, one letter dropped ("bouncng"). Measured on the 17 600 most common
+    English words of four letters or more outside the lexicon (wordfreq's list, 2026-12-03): these
+    two slips read 12 of them as a lexicon word ("though" as "through", "filed" as "field", "polo" as
+    "pool"); dropped letters in shorter words too read 42, extra letters 193, wrong letters 599
+    ("each" as "beach", "road" as "broad", "training" as "raining"), so those slips stay unread."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    if len(word) >= 6:
+        out |= {a + c + b for a, b in splits for c in "abcdefghijklmnopqrstuvwxyz"}
+    return out - {word}
+
+
+def _correction(word: str) -> str | None:
+    """The one lexicon word that `word`, of four letters or more, is a slip of (`_slips`)."""
+    if len(word) < 4:
+        return None
+    fixes = _slips(word) & _PHRASE_WORDS
+    return fixes.pop() if len(fixes) == 1 else None
 
 
 def _sky_colours(ws: list[str]) -> set[int]:
@@ -249,15 +275,29 @@ def unread_words_message(unread: tuple[str, ...], lead: str = "unknown words in 
 class Reading:
     mentioned: dict[str, str]  # attribute -> value, for the attributes the prompt mentions
     unread: tuple[str, ...]  # words outside the lexicon and FILLER, each once, in order
+    corrected: tuple[tuple[str, str], ...] = ()  # (typed, read as) for typing slips, each once, in order
+
+    def warning(self) -> str | None:
+        """What serving did with the words the lexicon does not hold, for the author; None if nothing."""
+        parts = [f"read {', '.join(f'{w!r} as {fix!r}' for w, fix in self.corrected)}"] if self.corrected else []
+        if self.unread:
+            parts.append(unread_words_message(self.unread))
+        return "; ".join(parts) or None
 
 
 def reading(text: str) -> Reading:
-    """What `text` says, with the words that say nothing the toy can show set aside in `.unread`.
+    """What `text` says, with the words that say nothing the toy can show set aside in `.unread`,
+    and typing slips of known words read as those words (`.corrected`).
 
     Raises MeaningError for an object colour the world cannot paint and for text that mentions
     no attribute at all (naming its unread words, if any).
     """
-    ws = [_known_form(w) for w in words(text)]
+    ws, corrected = [], {}
+    for w in words(text):
+        form = _known_form(w)
+        if form not in _KNOWN and (fix := _correction(w)) is not None:
+            form = corrected[w] = fix
+        ws.append(form)
     ws = [w for w, nxt in zip(ws, ws[1:] + [""]) if not (w == "still" and nxt.endswith("ing"))]  # "still falling": yet
     sky_colours = _sky_colours(ws)
     for i, w in enumerate(ws):
@@ -271,15 +311,15 @@ def reading(text: str) -> Reading:
     if not out:
         raise MeaningError(unread_words_message(unread) if unread else
                            f"the prompt {text!r} says nothing the toy world can show")
-    return Reading(out, unread)
+    return Reading(out, unread, tuple(corrected.items()))
 
 
 def read(text: str) -> dict[str, str]:
-    """The attributes `text` mentions (attribute -> value), strictly: MeaningError for any unread
-    word (named, with suggestions), and for everything `reading` refuses."""
+    """The attributes `text` mentions (attribute -> value), strictly: MeaningError for any unread or
+    misspelt word (named, with suggestions), and for everything `reading` refuses."""
     r = reading(text)
-    if r.unread:
-        raise MeaningError(unread_words_message(r.unread))
+    if r.unread or r.corrected:
+        raise MeaningError(unread_words_message(tuple(w for w, _ in r.corrected) + r.unread))
     return r.mentioned
 
 

@@ -166,13 +166,12 @@ def canonical_prompt(text: str) -> str:
 
 
 def unread_words(text: str) -> str | None:
-    """The pipeline's lint: the words of `text` the toy ignores, with suggestions; None if none
-    (or if the prompt is refused outright, which `encode_prompt` reports)."""
+    """The pipeline's lint: the words of `text` the toy ignores (with suggestions) or read as a typing
+    slip of a known word; None if none (or if the prompt is refused outright: `encode_prompt` says so)."""
     try:
-        unread = meaning.reading(text).unread
+        return meaning.reading(text).warning()
     except meaning.MeaningError:
         return None
-    return meaning.unread_words_message(unread) if unread else None
 
 
 class ToyPromptEncoder:
