@@ -8,21 +8,24 @@ is small and can be read with a lexicon: every word or phrase a user is likely t
 word beats a vague one: "dark thundery sky" is a storm), unmentioned attributes at DEFAULTS.
 The learned encoder then only ever sees `canonical(...)`, a sentence of its own training phrases.
 
-Six readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
+Seven readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
 word reads as its lexicon form ("drifted", "quietly", "colours"); a typing slip of a lexicon word
 reads as that word ("pnik", "bouncng"; only the slips that rarely hit a real word, `_slips`); a
 negated weather word means clear weather ("no rain or snow") and any other negated word says
-nothing ("no clouds"); a colour that describes the sky is not the object's ("a red ball under a
-pink and orange sky"); "snow"/"snowy" belong to the weather or the ground, whichever the rest of
-the prompt leaves free ("snowy weather over the dunes", "on snow while it rains"); and "still"
-before an -ing word means "yet" ("snow still falling").
+nothing ("no clouds"); a colour that describes the sky, the light or the ground is not the
+object's ("a red ball under a pink and orange sky", "golden light", "blue water"); "snow" after
+"on"/"across"/... is the ground ("on fresh white snow"), and otherwise "snow"/"snowy" belong to the
+weather or the ground, whichever the rest of the prompt leaves free ("snowy weather over the
+dunes", "on snow while it rains"); and "still" before an -ing word means "yet" ("snow still
+falling").
 
 Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big").
 Any other word is *unread*. Two readers share the scan: `reading` (serving) shows what the rest of
-the prompt says and reports the unread words and the slips it corrected, because a stream that refuses "a red ball rolling
-through a moonlit orchard" over "orchard" is worse than one that shows the ball under the moon;
-`read` (the author's lint: story checks, plugins) refuses both, naming each with suggestions.
-Both refuse a colour the world has no paint for ("a green ball") and a prompt that shows nothing.
+the prompt says and reports the unread words and the slips it corrected, because a stream that
+refuses "a red ball rolling through a moonlit orchard" over "orchard" is worse than one that shows
+the ball under the moon; `read` (the author's lint: story checks, plugins) refuses both, naming
+each with suggestions. Both refuse a colour the world has no paint for ("a green ball") and a
+prompt that shows nothing.
 """
 
 from __future__ import annotations
@@ -47,15 +50,15 @@ STRONG, WEAK = 2, 1
 # attribute -> value -> phrases; a phrase ending in "~" is weak (counts only against no better word)
 LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
     "sky": {
-        "day": ("day", "daytime", "daylight", "broad daylight", "sunny", "sun", "sunshine", "sunlit", "midday",
-                "noon", "morning", "afternoon", "cloudless", "blue sky", "clear sky~", "bright~"),
+        "day": ("day", "daytime", "daylight", "broad daylight", "sunny", "sun", "sunshine", "sunlit", "sunlight~",
+                "midday", "noon", "morning", "afternoon", "cloudless", "blue sky", "clear sky~", "bright~"),
         "sunset": ("sunset", "sundown", "sunrise", "dawn", "dusk", "twilight", "evening", "golden hour",
                    "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "sun goes down",
                    "sun going down", "sun sets", "sun is setting", "sun comes up", "orange~", "glowing~", "glow~",
                    "warm~"),
-        "night": ("night", "nighttime", "midnight", "starry", "stars", "star", "starlit", "moon", "moonlit",
-                  "moonlight", "black sky", "dark sky", "dark~", "black~"),
-        "storm": ("storm", "stormy", "thunder", "thunderstorm", "thunderclouds", "thundercloud", "thundery",
+        "night": ("night", "nighttime", "midnight", "starry", "stars", "star", "starlit", "starlight", "moon",
+                  "moonlit", "moonlight", "black sky", "dark sky", "dark~", "black~"),
+        "storm": ("storm", "stormy", "tempest", "thunder", "thunderstorm", "thunderclouds", "thundercloud", "thundery",
                   "lightning", "overcast", "cloudy", "clouds", "grey sky", "gray sky", "grey~", "gray~", "gloomy"),
     },
     "ground": {
@@ -117,6 +120,11 @@ its their my our nice pretty cute vivid pale deep soft solid toy toys game playe
 wide wet cold hot endlessly forever constantly repeatedly continuously gets getting starts starting
 floating floats float coming comes fall falls fell overhead hard lightly out off perfectly time covered
 want but landscape away cheerful more ominous surface could brooding fierce miserable when
+cinematic shot k moody atmosphere mood tracking faint glistening shadows shadow dramatic reflections reflection
+shimmering ripples each melancholic crisp fresh if long surreal yet playful dreamlike completely motion serene close
+sparkling trailing searching for something stretching tranquil pastel catching hushed mysterious cool dreamy peaceful
+smooth gleaming whimsical eerie contemplative strange pristine lush steady silently smoothly rhythmically playfully
+unexpectedly every among edges depth patient contrasting
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
@@ -124,8 +132,13 @@ UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal
 # other words after them say nothing ("no clouds", "not bouncing").
 NEGATORS = frozenset("no not without nor zero nothing".split())
 NEGATION_CHAIN = frozenset("or and any".split())  # words a negation runs on through
-# A colour word followed (through other colours and "and") by one of these describes the sky.
-SKY_NOUNS = frozenset("sky skies sunset sunrise dusk dawn evening glow clouds horizon".split())
+# A colour word followed (through other colours and "and") by one of these describes the sky, the
+# light or the ground, not the object: "pink and orange sky", "soft golden light", "blue water".
+SCENE_NOUNS = frozenset("""sky skies sunset sunrise dusk dawn evening glow clouds horizon light lights sunlight
+moonlight starlight hue hues tones tint rays reflection reflections water sea ocean lake waves ripples sand snow
+grass ground meadow field beach desert dunes""".split())
+# "snow" after one of these (through words that are no phrase: "on fresh white snow") is the ground.
+GROUND_PREPOSITIONS = frozenset("on onto across over along".split())
 # phrase -> the reading it takes when its first attribute is already named otherwise
 SECOND_READING = {("snow",): ("ground", "snow"), ("snowy",): ("weather", "snow")}
 
@@ -186,15 +199,15 @@ def _correction(word: str) -> str | None:
     return fixes.pop() if len(fixes) == 1 else None
 
 
-def _sky_colours(ws: list[str]) -> set[int]:
-    """Indices of colour words that describe the sky: "pink-orange sunset", "red and gold sky"."""
+def _scene_colours(ws: list[str]) -> set[int]:
+    """Indices of colour words that describe the scene: "pink-orange sunset", "golden light"."""
     out = set()
     for i, w in enumerate(ws):
         if w in _COLOUR_WORDS:
             j = i + 1
             while j < len(ws) and (ws[j] in _COLOUR_WORDS or ws[j] == "and"):
                 j += 1
-            if j < len(ws) and ws[j] in SKY_NOUNS:
+            if j < len(ws) and ws[j] in SCENE_NOUNS:
                 out.add(i)
     return out
 
@@ -216,9 +229,19 @@ def _named_otherwise(votes: Votes, attr: str, value: str) -> bool:
     return any(w >= STRONG for v, (w, _) in votes[attr].items() if v != value)
 
 
-def _scan(ws: list[str], sky_colours: set[int]) -> tuple[Votes, list[str]]:
+def _on_the_ground(ws: list[str], at: int) -> bool:
+    """Whether a ground preposition comes before `ws[at]` within three words that are colours or no phrase."""
+    for w in reversed(ws[max(0, at - 3):at]):
+        if w in GROUND_PREPOSITIONS:
+            return True
+        if (w in _PHRASE_WORDS and w not in _COLOUR_WORDS) or w in NEGATORS:
+            return False
+    return False
+
+
+def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
     """Votes of the phrases in `ws` (longest first) and the words that are neither phrase nor filler;
-    `sky_colours` are the colour words that describe the sky (`_sky_colours`)."""
+    `scene_colours` are the colour words that describe the sky (`_scene_colours`)."""
     votes: Votes = {a: {} for a in ATTRIBUTES}
     unknown: list[str] = []
     two_way: list[tuple[tuple[str, ...], int, bool]] = []  # phrases with a SECOND_READING, decided last
@@ -231,11 +254,13 @@ def _scan(ws: list[str], sky_colours: set[int]) -> tuple[Votes, list[str]]:
             phrase = tuple(ws[i:i + n])
             hits = _TABLE.get(phrase)
             if hits:
-                if phrase in SECOND_READING:
+                if phrase == ("snow",) and not negating and _on_the_ground(ws, i):
+                    hits = [("ground", "snow", STRONG)]
+                elif phrase in SECOND_READING:
                     two_way.append((phrase, i, negating))
                     hits = []
                 for attr, value, weight in hits:
-                    if attr == "colour" and i in sky_colours:
+                    if attr == "colour" and i in scene_colours:
                         continue
                     if negating and phrase[0] not in NEGATORS:  # "no rain", "not moving" say it themselves
                         if attr != "weather":
@@ -299,12 +324,12 @@ def reading(text: str) -> Reading:
             form = corrected[w] = fix
         ws.append(form)
     ws = [w for w, nxt in zip(ws, ws[1:] + [""]) if not (w == "still" and nxt.endswith("ing"))]  # "still falling": yet
-    sky_colours = _sky_colours(ws)
+    scene_colours = _scene_colours(ws)
     for i, w in enumerate(ws):
-        if w in UNPAINTED and i not in sky_colours and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
+        if w in UNPAINTED and i not in scene_colours and any(n in _SHAPE_WORDS for n in ws[i + 1:i + 3]):
             raise MeaningError(f"the toy world has no {w} objects; object colours: "
                                f"{', '.join(ATTRIBUTES['colour'])}")
-    votes, unknown = _scan(ws, sky_colours)
+    votes, unknown = _scan(ws, scene_colours)
     unread = tuple(dict.fromkeys(unknown))
     # most weight wins; on a tie, the later mention (a user correcting themself)
     out = {attr: max(vs.items(), key=lambda kv: (kv[1][0], kv[1][1]))[0] for attr, vs in votes.items() if vs}
