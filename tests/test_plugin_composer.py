@@ -97,7 +97,7 @@ def test_a_planted_unknown_word_is_named_with_suggestions(toy):
         scene.check(toy.check_prompt)
     message = str(caught.value)
     assert "cast 'hero' 'a crimson knight'" in message and "'knight'" in message
-    assert "setting 'across a green feild'" in message and "'feild' (try 'field')" in message
+    assert "setting 'across a green feild'" in message and "'feild' (read as 'field')" in message
     assert "style" not in message and "crimson'" not in message  # what the model knows is not reported
 
 

@@ -152,7 +152,8 @@ def test_typing_slips_of_lexicon_words_are_read_as_them_and_said():
                                              "shape": "triangle", "motion": "bounce", "weather": "rain"}
     assert r.corrected == (("pnik", "pink"), ("trianlge", "triangle"), ("bouncng", "bouncing"), ("nigth", "night"),
                            ("rian", "rain"))
-    assert r.unread == () and r.warning().startswith("read 'pnik' as 'pink', 'trianlge' as 'triangle'")
+    assert r.unread == () and r.warning().startswith(
+        "unknown words in prompt: 'pnik' (read as 'pink'), 'trianlge' (read as 'triangle')")
     with pytest.raises(meaning.MeaningError, match="'pnik'"):  # the author's lint names the slip
         meaning.read("a pnik ball")
     assert meaning.reading("a red ball").warning() is None

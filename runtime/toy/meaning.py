@@ -287,10 +287,12 @@ def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
     return votes, unknown
 
 
-def unread_words_message(unread: tuple[str, ...], lead: str = "unknown words in prompt") -> str:
-    """`lead`: the unread words, each with suggestions, then what the toy world can show."""
-    parts = [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in unread]
-    return (f"{lead}: {', '.join(parts)}; the toy world shows a sky "
+def unread_words_message(unread: tuple[str, ...], corrected: tuple[tuple[str, str], ...] = ()) -> str:
+    """The slips (each with what it was read as) and the unread words (each with suggestions), then
+    what the toy world can show."""
+    parts = [f"{w!r} (read as {fix!r})" for w, fix in corrected]
+    parts += [f"{w!r} (try {', '.join(map(repr, s))})" if (s := vocab.suggest(w)) else repr(w) for w in unread]
+    return (f"unknown words in prompt: {', '.join(parts)}; the toy world shows a sky "
             f"({'/'.join(ATTRIBUTES['sky'])}), a ground ({'/'.join(ATTRIBUTES['ground'])}), one "
             f"{'/'.join(ATTRIBUTES['colour'])} {'/'.join(ATTRIBUTES['shape'])} that moves "
             f"{'/'.join(ATTRIBUTES['motion'])}, and weather ({'/'.join(ATTRIBUTES['weather'])})")
@@ -304,10 +306,7 @@ class Reading:
 
     def warning(self) -> str | None:
         """What serving did with the words the lexicon does not hold, for the author; None if nothing."""
-        parts = [f"read {', '.join(f'{w!r} as {fix!r}' for w, fix in self.corrected)}"] if self.corrected else []
-        if self.unread:
-            parts.append(unread_words_message(self.unread))
-        return "; ".join(parts) or None
+        return unread_words_message(self.unread, self.corrected) if self.unread or self.corrected else None
 
 
 def reading(text: str) -> Reading:
@@ -343,8 +342,8 @@ def read(text: str) -> dict[str, str]:
     """The attributes `text` mentions (attribute -> value), strictly: MeaningError for any unread or
     misspelt word (named, with suggestions), and for everything `reading` refuses."""
     r = reading(text)
-    if r.unread or r.corrected:
-        raise MeaningError(unread_words_message(tuple(w for w, _ in r.corrected) + r.unread))
+    if (warning := r.warning()) is not None:
+        raise MeaningError(warning)
     return r.mentioned
 
 
