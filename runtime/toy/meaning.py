@@ -56,8 +56,8 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
                    "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "sun goes down",
                    "sun going down", "sun sets", "sun is setting", "sun comes up", "orange~", "glowing~", "glow~",
                    "warm~"),
-        "night": ("night", "nighttime", "midnight", "starry", "stars", "star", "starlit", "starlight", "moon",
-                  "moonlit", "moonlight", "black sky", "dark sky", "dark~", "black~"),
+        "night": ("night", "nighttime", "nocturnal", "midnight", "starry", "stars", "star", "starlit", "starlight",
+                  "moon", "moonlit", "moonlight", "black sky", "dark sky~", "dark~", "black~"),
         "storm": ("storm", "stormy", "tempest", "thunder", "thunderstorm", "thunderclouds", "thundercloud", "thundery",
                   "lightning", "overcast", "cloudy", "clouds", "grey sky", "gray sky", "grey~", "gray~", "gloomy"),
     },
@@ -91,9 +91,11 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
                   "slides~", "sliding~", "slide~", "travels~", "travelling~", "traveling~", "heads~",
                   "goes~", "going~", "heading~", "drifts~", "drifting~", "glides~", "gliding~", "runs~", "running~"),
         "bounce": ("bounce", "bounces", "bouncing", "bouncy", "hop", "hops", "hopping", "jump", "jumps",
-                   "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing", "boing", "boings"),
-        "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "sat", "stood~", "stays",
-                 "staying", "sit", "stay", "motionless", "stationary", "idle", "lies", "lying", "stopped", "not moving",
+                   "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing", "boing", "boings", "springs",
+                   "springing"),
+        "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "sat", "stood~", "waits",
+                 "waiting", "stays", "staying", "sit", "stay", "motionless", "stationary", "idle", "lies", "lying",
+                 "stopped", "not moving",
                  "does not move", "doesn t move", "standing", "stands", "parked", "stays put", "unmoving"),
     },
     "weather": {
@@ -124,7 +126,9 @@ cinematic shot k moody atmosphere mood tracking faint glistening shadows shadow 
 shimmering ripples each melancholic crisp fresh if long surreal yet playful dreamlike completely motion serene close
 sparkling trailing searching for something stretching tranquil pastel catching hushed mysterious cool dreamy peaceful
 smooth gleaming whimsical eerie contemplative strange pristine lush steady silently smoothly rhythmically playfully
-unexpectedly every among edges depth patient contrasting
+unexpectedly every among edges depth patient contrasting pls plz u ur thx
+camera static low high angle dolly handheld pan locked medium mid key glinting hypnotic minimalist rippling
+backlight melancholy tone reflecting flickers tense diffused feel glassy dim hearted late after
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
@@ -135,8 +139,8 @@ NEGATION_CHAIN = frozenset("or and any".split())  # words a negation runs on thr
 # A colour word followed (through other colours and "and") by one of these describes the sky, the
 # light or the ground, not the object: "pink and orange sky", "soft golden light", "blue water".
 SCENE_NOUNS = frozenset("""sky skies sunset sunrise dusk dawn evening glow clouds horizon light lights sunlight
-moonlight starlight hue hues tones tint rays reflection reflections water sea ocean lake waves ripples sand snow
-grass ground meadow field beach desert dunes""".split())
+moonlight starlight hue hues tone tones tint rays reflection reflections water sea ocean lake waves ripples sand
+snow grass ground meadow field beach desert dunes""".split())
 # "snow" after one of these (through words that are no phrase: "on fresh white snow") is the ground.
 GROUND_PREPOSITIONS = frozenset("on onto across over along".split())
 # phrase -> the reading it takes when its first attribute is already named otherwise
