@@ -8,16 +8,17 @@ is small and can be read with a lexicon: every word or phrase a user is likely t
 word beats a vague one: "dark thundery sky" is a storm), unmentioned attributes at DEFAULTS.
 The learned encoder then only ever sees `canonical(...)`, a sentence of its own training phrases.
 
-Seven readings go beyond the lexicon, each because fresh user sentences needed it: an inflected
-word reads as its lexicon form ("drifted", "quietly", "colours"); a typing slip of a lexicon word
-reads as that word ("pnik", "bouncng"; only the slips that rarely hit a real word, `_slips`); a
-negated weather word means clear weather ("no rain or snow") and any other negated word says
-nothing ("no clouds"); a colour that describes the sky, the light or the ground is not the
-object's ("a red ball under a pink and orange sky", "golden light", "blue water"); "snow" after
-"on"/"across"/... is the ground ("on fresh white snow"), and otherwise "snow"/"snowy" belong to the
-weather or the ground, whichever the rest of the prompt leaves free ("snowy weather over the
-dunes", "on snow while it rains"); and "still" before an -ing word means "yet" ("snow still
-falling").
+Readings beyond the lexicon, each added because fresh user sentences needed it: an inflected word
+reads as its lexicon form ("drifted", "quietly", "colours"); a typing slip of a lexicon word reads as
+that word ("pnik", "bouncng"; only the slips that rarely hit a real word, `_slips`); a negated weather
+word means clear weather unless a weather is affirmed, and any other negated word says nothing ("no
+clouds", "isn't moving"; how far a negation reaches is in `_scan`); a correction word makes the next
+mention replace the earlier ones ("moving right, I mean left"); a colour that describes the sky, the
+light or the ground is not the object's ("a red ball under a pink and orange sky", "golden light", "blue
+water"); "snow" after "on"/"across"/... is the ground ("on fresh white snow"), and otherwise
+"snow"/"snowy" belong to the weather or the ground, whichever the rest of the prompt leaves free ("snowy
+weather over the dunes", "on snow while it rains"); and "still" before an -ing word means "yet" ("snow
+still falling").
 
 Words that name nothing in the lexicon are allowed when they are filler ("slowly", "the", "big").
 Any other word is *unread*. Two readers share the scan: `reading` (serving) shows what the rest of
@@ -69,7 +70,8 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
                  "snowy ground", "in the snow", "snow covered", "covered in snow",
                  "covered with snow", "white~"),
         "sand": ("sand", "sandy", "beach", "desert", "dunes", "dune", "shore", "seaside"),
-        "water": ("water", "sea", "ocean", "lake", "pond", "river", "waves", "lagoon", "pool", "bay"),
+        "water": ("water", "sea", "ocean", "lake", "pond", "river", "waves", "lagoon", "pool", "bay", "loch", "creek",
+                  "canal", "harbour", "harbor"),
     },
     "colour": {
         "red": ("red", "crimson", "scarlet", "cherry", "ruby"),
@@ -99,12 +101,12 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
                  "does not move", "doesn t move", "standing", "stands", "parked", "stays put", "unmoving"),
     },
     "weather": {
-        "clear": ("clear weather", "dry weather", "dry", "no rain", "no snow", "fair weather", "clear sky",
+        "clear": ("clear weather", "dry weather", "dry", "no rain~", "no snow~", "fair weather", "clear sky",
                   "clear~"),
         "rain": ("rain", "rains", "raining", "rainy", "raindrops", "drizzle", "drizzling", "downpour",
-                 "showers", "shower", "rainstorm", "pouring", "drizzly", "precipitation~"),
+                 "showers", "shower", "rainstorm", "pouring", "drizzly", "precipitation~", "bucketing~", "lashing~"),
         "snow": ("snow", "snows", "snowing", "snowfall", "snowflakes", "flakes", "blizzard", "snow falling",
-                 "falling snow", "snowstorm"),
+                 "falling snow", "snowstorm", "flurries", "flurry", "snowy weather"),
     },
 }
 
@@ -129,13 +131,22 @@ smooth gleaming whimsical eerie contemplative strange pristine lush steady silen
 unexpectedly every among edges depth patient contrasting pls plz u ur thx
 camera static low high angle dolly handheld pan locked medium mid key glinting hypnotic minimalist rippling
 backlight melancholy tone reflecting flickers tense diffused feel glassy dim hearted late after
+drop drops trace hint sign bit generate render me okay ok terrain subject precip obj item action movement
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
-# Words that turn the weather words after them into clear weather ("no rain or snow") and make
-# other words after them say nothing ("no clouds", "not bouncing").
-NEGATORS = frozenset("no not without nor zero nothing".split())
-NEGATION_CHAIN = frozenset("or and any".split())  # words a negation runs on through
+# Words that turn the next phrase, if it is weather, into clear weather ("not a drop of rain") and
+# otherwise make it say nothing ("no clouds", "isn't moving"); see `_scan` for how far they reach.
+NEGATORS = frozenset("""no not without nor zero nothing none never neither cannot isn aren wasn weren doesn don didn
+won""".split())
+NEGATION_CHAIN = frozenset("or and any of".split())  # words a negation runs on through to more of the same attribute
+NEGATION_STOPS = frozenset("but except only".split())  # "nothing but rain" rains
+NEGATION_REACH = 4  # words that say nothing a negation may cross to its first phrase ("not a drop of rain")
+# Words after which the next mention replaces what the prompt said before about that attribute:
+# "a red ball, no wait, a yellow one", "moving right, I mean left". ("no" directly before a comma counts too.)
+CORRECTIONS = frozenset("mean actually sorry scratch wait er erm um umm oops correction".split())
+# Punctuation kept as words: a negation ends at it, and "no" right before it is a correction.
+CLAUSE_MARKS = frozenset(",;:.!?|=()-\u2013\u2014")
 # A colour word followed (through other colours and "and") by one of these describes the sky, the
 # light or the ground, not the object: "pink and orange sky", "soft golden light", "blue water".
 SCENE_NOUNS = frozenset("""sky skies sunset sunrise dusk dawn evening glow clouds horizon light lights sunlight
@@ -165,7 +176,8 @@ _TABLE = _phrase_table()
 _LONGEST = max(map(len, _TABLE))
 _SHAPE_WORDS = frozenset(w for ps in LEXICON["shape"].values() for p in ps for w in p.rstrip("~").split())
 _COLOUR_WORDS = frozenset(w for ps in LEXICON["colour"].values() for p in ps for w in p.split()) | UNPAINTED
-_SAYS_NOTHING = FILLER | NEGATORS  # words outside the phrases that are not unknown
+_SKY_WORDS = frozenset(w for ps in LEXICON["sky"].values() for p in ps for w in p.rstrip("~").split()) - SCENE_NOUNS
+_SAYS_NOTHING = FILLER | NEGATORS | CORRECTIONS | CLAUSE_MARKS  # words outside the phrases that are not unknown
 _PHRASE_WORDS = frozenset(w for phrase in _TABLE for w in phrase)
 _KNOWN = _PHRASE_WORDS | _SAYS_NOTHING
 
@@ -204,12 +216,13 @@ def _correction(word: str) -> str | None:
 
 
 def _scene_colours(ws: list[str]) -> set[int]:
-    """Indices of colour words that describe the scene: "pink-orange sunset", "golden light"."""
+    """Indices of colour words that describe the scene: "pink-orange sunset", "golden light", "bright blue
+    daytime sky" (through other colours, "and" and sky words to a scene noun)."""
     out = set()
     for i, w in enumerate(ws):
         if w in _COLOUR_WORDS:
             j = i + 1
-            while j < len(ws) and (ws[j] in _COLOUR_WORDS or ws[j] == "and"):
+            while j < len(ws) and (ws[j] in _COLOUR_WORDS or ws[j] == "and" or ws[j] in _SKY_WORDS):
                 j += 1
             if j < len(ws) and ws[j] in SCENE_NOUNS:
                 out.add(i)
@@ -219,6 +232,11 @@ def _scene_colours(ws: list[str]) -> set[int]:
 def words(text: str) -> list[str]:
     """Lowercased words; punctuation, apostrophes and digits separate words."""
     return re.findall(r"[a-z]+", text.lower())
+
+
+def _words_and_marks(text: str) -> list[str]:
+    """`words`, with the clause marks between them kept as words (a hyphen only between spaces)."""
+    return re.findall(r"[a-z]+|[,;:.!?|=()\u2013\u2014]|(?<=\s)-+(?=\s)", text.lower())
 
 
 Votes = dict[str, dict[str, list[int]]]  # attribute -> value -> [weight, index of the last mention]
@@ -238,53 +256,81 @@ def _on_the_ground(ws: list[str], at: int) -> bool:
     for w in reversed(ws[max(0, at - 3):at]):
         if w in GROUND_PREPOSITIONS:
             return True
-        if (w in _PHRASE_WORDS and w not in _COLOUR_WORDS) or w in NEGATORS:
+        if (w in _PHRASE_WORDS and w not in _COLOUR_WORDS) or w in NEGATORS or w in CLAUSE_MARKS:
             return False
     return False
 
 
 def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
     """Votes of the phrases in `ws` (longest first) and the words that are neither phrase nor filler;
-    `scene_colours` are the colour words that describe the sky (`_scene_colours`)."""
+    `scene_colours` are the colour words that describe the sky (`_scene_colours`).
+
+    A negation covers its first phrase within NEGATION_REACH words that say nothing ("not a drop of
+    rain", "isn't moving"), then runs on only to phrases of the same attribute, adjacent or joined by
+    NEGATION_CHAIN ("no rain or snow, purple ball" keeps the purple; "not moving left or right"), and
+    never past a clause mark or NEGATION_STOPS ("nothing but rain"). A phrase with a negator in it says
+    what it says ("no rain", "not moving"), unless the same attribute follows it ("not moving left").
+    """
     votes: Votes = {a: {} for a in ATTRIBUTES}
     unknown: list[str] = []
     two_way: list[tuple[tuple[str, ...], int, bool]] = []  # phrases with a SECOND_READING, decided last
-    negating = False  # after "no"/"without", through weather words joined by "or"/"and" ("no rain or snow")
+    negated: set[str] | None = None  # None: no negation; else the attributes it has covered so far
+    reach = 0  # words that say nothing the negation may still cross
+    correcting = False  # after a correction word: the next vote replaces its attribute's earlier votes
     i = 0
     while i < len(ws):
-        if ws[i] in NEGATORS:
-            negating = True
+        w = ws[i]
+        if w in CORRECTIONS or (w == "no" and i + 1 < len(ws) and ws[i + 1] in CLAUSE_MARKS):
+            correcting, negated = True, None
+            i += 1
+            continue
+        if w in NEGATORS:
+            negated, reach = set(), NEGATION_REACH
         for n in range(min(_LONGEST, len(ws) - i), 0, -1):
             phrase = tuple(ws[i:i + n])
             hits = _TABLE.get(phrase)
-            if hits:
-                if phrase == ("snow",) and not negating and _on_the_ground(ws, i):
-                    hits = [("ground", "snow", STRONG)]
-                elif phrase in SECOND_READING:
-                    two_way.append((phrase, i, negating))
-                    hits = []
-                for attr, value, weight in hits:
-                    if attr == "colour" and i in scene_colours:
-                        continue
-                    if negating and phrase[0] not in NEGATORS:  # "no rain", "not moving" say it themselves
-                        if attr != "weather":
-                            continue  # "no clouds", "not bouncing": says what is not there
-                        value, weight = "clear", STRONG
-                    _vote(votes, attr, value, weight, i)
-                i += n
-                # on only to a weather phrase joined by "or"/"and": "no rain or snow, purple ball" keeps the purple
-                negating = (negating and all(attr == "weather" for attr, _, _ in _TABLE[phrase])
-                            and i < len(ws) and ws[i] in NEGATION_CHAIN)
-                break
+            if not hits:
+                continue
+            attrs = {attr for attr, _, _ in hits}
+            says_itself = any(x in NEGATORS for x in phrase)  # "no rain", "not moving"
+            if negated and not says_itself and not attrs <= negated:
+                negated = None  # a phrase of another attribute ends the negation
+            covered = negated is not None and not says_itself
+            if phrase == ("snow",) and not covered and _on_the_ground(ws, i):
+                hits = [("ground", "snow", STRONG)]
+            elif phrase in SECOND_READING:
+                two_way.append((phrase, i, covered))
+                hits = []
+            if covered:  # "not a drop of rain": clear, weakly (an affirmed weather beats it); others say nothing
+                hits = [("weather", "clear", WEAK)] if "weather" in attrs and hits else []
+            elif says_itself and i + n < len(ws) and attrs & {a for a, _, _ in _TABLE.get((ws[i + n],), ())}:
+                hits = []  # "doesn't move left or right": the negation is about the direction
+            hits = [h for h in hits if not (h[0] == "colour" and i in scene_colours)]
+            if correcting and hits:
+                for attr, _, _ in hits:
+                    votes[attr].clear()
+                correcting = False
+            for attr, value, weight in hits:
+                _vote(votes, attr, value, weight, i)
+            if says_itself or negated is not None:
+                negated, reach = (negated or set()) | attrs, 0
+            i += n
+            break
         else:
-            if ws[i] not in _SAYS_NOTHING:
-                unknown.append(ws[i])
-            negating = ws[i] in NEGATORS or (negating and ws[i] in NEGATION_CHAIN)
+            if w in CLAUSE_MARKS or w in NEGATION_STOPS:
+                negated = None
+            elif w not in NEGATORS and negated is not None and w not in NEGATION_CHAIN:
+                if w in _SAYS_NOTHING and reach > 0:
+                    reach -= 1
+                else:
+                    negated = None
+            if w not in _SAYS_NOTHING:
+                unknown.append(w)
             i += 1
-    for phrase, at, negated in two_way:
+    for phrase, at, covered in two_way:
         (attr, value, weight), = _TABLE[phrase]
-        if negated:
-            attr, value, weight = "weather", "clear", STRONG
+        if covered:
+            attr, value, weight = "weather", "clear", WEAK
         elif _named_otherwise(votes, attr, value) and not _named_otherwise(votes, *SECOND_READING[phrase]):
             attr, value = SECOND_READING[phrase]
         _vote(votes, attr, value, weight, at)
@@ -321,7 +367,7 @@ def reading(text: str) -> Reading:
     no attribute at all (naming its unread words, if any).
     """
     ws, corrected = [], {}
-    for w in words(text):
+    for w in _words_and_marks(text):
         form = _known_form(w)
         if form not in _KNOWN and (fix := _correction(w)) is not None:
             form = corrected[w] = fix
