@@ -60,6 +60,7 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
         "night": ("night", "nighttime", "nocturnal", "midnight", "starry", "stars", "star", "starlit", "starlight",
                   "moon", "moonlit", "moonlight", "black sky", "dark sky~", "dark~", "black~"),
         "storm": ("storm", "stormy", "tempest", "thunder", "thunderstorm", "thunderclouds", "thundercloud", "thundery",
+                  "thunderheads", "thunderhead",
                   "lightning", "overcast", "cloudy", "clouds", "grey sky", "gray sky", "grey~", "gray~", "gloomy"),
     },
     "ground": {
@@ -68,7 +69,8 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
         "snow": ("snowy", "snowfield", "snow field", "tundra", "frozen", "ice", "icy", "glacier",
                  "on the snow", "on snow", "across the snow", "over the snow", "through the snow",
                  "snowy ground", "in the snow", "snow covered", "covered in snow",
-                 "covered with snow", "white~"),
+                 "covered with snow", "snowbound", "ground of snow", "field of snow", "fields of snow",
+                 "blanket of snow", "carpet of snow", "white~"),
         "sand": ("sand", "sandy", "beach", "desert", "dunes", "dune", "shore", "seaside"),
         "water": ("water", "sea", "ocean", "lake", "pond", "river", "waves", "lagoon", "pool", "bay", "loch", "creek",
                   "canal", "harbour", "harbor"),
@@ -78,7 +80,7 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
         "blue": ("blue", "cobalt", "cobalt blue", "royal blue", "navy", "azure", "sapphire"),
         "yellow": ("yellow", "lemon", "lemon yellow", "golden", "golden yellow", "gold", "amber"),
         "purple": ("purple", "violet", "lilac", "lavender", "indigo", "plum"),
-        "pink": ("pink", "hot pink", "magenta", "fuchsia", "rose", "rosy"),
+        "pink": ("pink", "hot pink", "magenta", "fuchsia", "rose", "rosy", "bubblegum"),
     },
     "shape": {
         "ball": ("ball", "balls", "sphere", "orb", "circle", "marble", "round~"),
@@ -152,6 +154,7 @@ CLAUSE_MARKS = frozenset(",;:.!?|=()-\u2013\u2014")
 SCENE_NOUNS = frozenset("""sky skies sunset sunrise dusk dawn evening glow clouds horizon light lights sunlight
 moonlight starlight hue hues tone tones tint rays reflection reflections water sea ocean lake waves ripples sand
 snow grass ground meadow field beach desert dunes""".split())
+COPULAS = frozenset("is are was were looks turns".split())  # "the sky is blue": the colour is the sky's
 # "snow" after one of these (through words that are no phrase: "on fresh white snow") is the ground.
 GROUND_PREPOSITIONS = frozenset("on onto across over along".split())
 # phrase -> the reading it takes when its first attribute is already named otherwise
@@ -217,7 +220,7 @@ def _correction(word: str) -> str | None:
 
 def _scene_colours(ws: list[str]) -> set[int]:
     """Indices of colour words that describe the scene: "pink-orange sunset", "golden light", "bright blue
-    daytime sky" (through other colours, "and" and sky words to a scene noun)."""
+    daytime sky" (through other colours, "and" and sky words to a scene noun), "the sky is (bright) blue"."""
     out = set()
     for i, w in enumerate(ws):
         if w in _COLOUR_WORDS:
@@ -226,6 +229,9 @@ def _scene_colours(ws: list[str]) -> set[int]:
                 j += 1
             if j < len(ws) and ws[j] in SCENE_NOUNS:
                 out.add(i)
+            for k in (i - 1, i - 2):  # "the sky is blue", "the sea is deep blue"
+                if k >= 1 and ws[k] in COPULAS and ws[k - 1] in SCENE_NOUNS:
+                    out.add(i)
     return out
 
 
