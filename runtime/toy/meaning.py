@@ -54,7 +54,8 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
         "day": ("day", "daytime", "daylight", "broad daylight", "sunny", "sun", "sunshine", "sunlit", "sunlight~",
                 "midday", "noon", "morning", "afternoon", "cloudless", "blue sky", "clear sky~", "bright~"),
         "sunset": ("sunset", "sundown", "sunrise", "dawn", "dusk", "twilight", "evening", "golden hour",
-                   "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "sun goes down",
+                   "orange sky", "red sky", "pink sky", "setting sun", "rising sun", "sun goes down", "sun went down",
+                   "sun sank", "sun sinks", "sun sinking", "sinking sun", "sun dips", "sun dipped", "sun set",
                    "sun going down", "sun sets", "sun is setting", "sun comes up", "orange~", "glowing~", "glow~",
                    "warm~"),
         "night": ("night", "nighttime", "nocturnal", "midnight", "starry", "stars", "star", "starlit", "starlight",
@@ -97,7 +98,7 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
         "bounce": ("bounce", "bounces", "bouncing", "bouncy", "hop", "hops", "hopping", "jump", "jumps",
                    "jumping", "leaps", "leaping", "up and down", "bobs", "bobbing", "boing", "boings", "springs",
                    "springing"),
-        "rest": ("rest", "rests", "resting", "at rest", "still", "sits", "sitting", "sat", "stood~", "waits",
+        "rest": ("rest", "rests", "resting", "at rest", "still~", "sits", "sitting", "sat", "stood~", "waits",
                  "waiting", "stays", "staying", "sit", "stay", "motionless", "stationary", "idle", "lies", "lying",
                  "stopped", "not moving",
                  "does not move", "doesn t move", "standing", "stands", "parked", "stays put", "unmoving"),
@@ -133,7 +134,7 @@ smooth gleaming whimsical eerie contemplative strange pristine lush steady silen
 unexpectedly every among edges depth patient contrasting pls plz u ur thx
 camera static low high angle dolly handheld pan locked medium mid key glinting hypnotic minimalist rippling
 backlight melancholy tone reflecting flickers tense diffused feel glassy dim hearted late after
-drop drops trace hint sign bit generate render me okay ok terrain subject precip obj item action movement
+drop drops trace hint sign bit generate render me okay ok terrain subject precip obj item action movement upon
 """.split()) - {p for vs in LEXICON.values() for ps in vs.values() for p in ps}
 # Object colours the world has no paint for: an error when they describe the object.
 UNPAINTED = frozenset("green orange white black brown grey gray silver cyan teal turquoise beige".split())
@@ -156,7 +157,12 @@ moonlight starlight hue hues tone tones tint rays reflection reflections water s
 snow grass ground meadow field beach desert dunes""".split())
 COPULAS = frozenset("is are was were looks turns".split())  # "the sky is blue": the colour is the sky's
 # "snow" after one of these (through words that are no phrase: "on fresh white snow") is the ground.
-GROUND_PREPOSITIONS = frozenset("on onto across over along".split())
+GROUND_PREPOSITIONS = frozenset("on onto upon across over along".split())
+# "snow-laden ground", "terrain = SNOW": words that make a "snow" next to them the ground
+GROUND_NOUNS = frozenset("ground field fields land floor plain plains hills terrain earth landscape".split())
+GROUND_KEYS = frozenset("ground terrain floor surface".split())
+KEY_MARKS = frozenset(":=")  # "precipitation: none", "ground = snow"
+OFF_VALUES = frozenset("none no off false nothing zero".split())
 # phrase -> the reading it takes when its first attribute is already named otherwise
 SECOND_READING = {("snow",): ("ground", "snow"), ("snowy",): ("weather", "snow")}
 
@@ -219,20 +225,36 @@ def _correction(word: str) -> str | None:
 
 
 def _scene_colours(ws: list[str]) -> set[int]:
-    """Indices of colour words that describe the scene: "pink-orange sunset", "golden light", "bright blue
-    daytime sky" (through other colours, "and" and sky words to a scene noun), "the sky is (bright) blue"."""
+    """Indices of colour words that describe the scene, not the object: "pink-orange sunset", "golden
+    light", "bright blue daytime sky", "blue is the sky" (through colours, "and" and sky words, or a
+    copula, to a scene noun), "the blue of day", "the sky is (bright) blue", "a sky blue as an egg" (right
+    after a scene noun, unless a shape follows: "a sky blue cube" is blue)."""
     out = set()
     for i, w in enumerate(ws):
-        if w in _COLOUR_WORDS:
-            j = i + 1
-            while j < len(ws) and (ws[j] in _COLOUR_WORDS or ws[j] == "and" or ws[j] in _SKY_WORDS):
-                j += 1
-            if j < len(ws) and ws[j] in SCENE_NOUNS:
-                out.add(i)
-            for k in (i - 1, i - 2):  # "the sky is blue", "the sea is deep blue"
-                if k >= 1 and ws[k] in COPULAS and ws[k - 1] in SCENE_NOUNS:
-                    out.add(i)
+        if w not in _COLOUR_WORDS:
+            continue
+        j = i + 1
+        if ws[j:j + 1] and ws[j] in COPULAS:  # "blue is the daytime sky"
+            j += 2 if ws[j + 1:j + 2] == ["the"] else 1
+        while j < len(ws) and (ws[j] in _COLOUR_WORDS or ws[j] in _SKY_WORDS or ws[j] == "and"):
+            j += 1
+        if j < len(ws) and ws[j] in SCENE_NOUNS:
+            out.add(i)
+        elif ws[i + 1:i + 2] == ["of"] and any(x in _SKY_WORDS or x in SCENE_NOUNS for x in ws[i + 2:i + 4]):
+            out.add(i)  # "the blue of day"
+        elif i >= 1 and ws[i - 1] in SCENE_NOUNS and not any(x in _SHAPE_WORDS for x in ws[i + 1:i + 3]):
+            out.add(i)  # "a sky blue as a robin's egg"
+        elif any(k >= 1 and ws[k] in COPULAS and ws[k - 1] in SCENE_NOUNS for k in (i - 1, i - 2)):
+            out.add(i)  # "the sky is blue", "the sea is deep blue"
     return out
+
+
+def _other_things_colours(ws: list[str]) -> set[int]:
+    """Indices of colour words right before an unread word that no shape follows: "a red umbrella
+    flaps", "a yellow lifeboat". They most likely colour something the world cannot show, so they
+    count only weakly for the object ("a red rubber ball" is still red)."""
+    return {i for i, w in enumerate(ws[:-1]) if w in _COLOUR_WORDS and ws[i + 1] not in _KNOWN
+            and not any(x in _SHAPE_WORDS for x in ws[i + 2:i + 4])}
 
 
 def words(text: str) -> list[str]:
@@ -241,8 +263,9 @@ def words(text: str) -> list[str]:
 
 
 def _words_and_marks(text: str) -> list[str]:
-    """`words`, with the clause marks between them kept as words (a hyphen only between spaces)."""
-    return re.findall(r"[a-z]+|[,;:.!?|=()\u2013\u2014]|(?<=\s)-+(?=\s)", text.lower())
+    """`words`, with the clause marks between them kept as words (a hyphen only between spaces, a full
+    stop only where no letter follows: "Terrain.SNOW" is one name)."""
+    return re.findall(r"[a-z]+|[,;:!?|=()\u2013\u2014]|\.(?![a-z])|(?<=\s)-+(?=\s)", text.lower())
 
 
 Votes = dict[str, dict[str, list[int]]]  # attribute -> value -> [weight, index of the last mention]
@@ -258,7 +281,13 @@ def _named_otherwise(votes: Votes, attr: str, value: str) -> bool:
 
 
 def _on_the_ground(ws: list[str], at: int) -> bool:
-    """Whether a ground preposition comes before `ws[at]` within three words that are colours or no phrase."""
+    """Whether `ws[at]` ("snow") is the ground: a ground preposition before it within three words that are
+    colours or no phrase ("on fresh white snow"), a ground key before it ("terrain = snow"), or a ground noun
+    right after it, or after one more word ("snow-laden ground")."""
+    if any(ws[j] in GROUND_KEYS and ws[j + 1] in KEY_MARKS for j in range(max(0, at - 3), at - 1)):
+        return True
+    if any(w in GROUND_NOUNS for w in ws[at + 1:at + 3]):
+        return True
     for w in reversed(ws[max(0, at - 3):at]):
         if w in GROUND_PREPOSITIONS:
             return True
@@ -283,6 +312,7 @@ def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
     negated: set[str] | None = None  # None: no negation; else the attributes it has covered so far
     reach = 0  # words that say nothing the negation may still cross
     correcting = False  # after a correction word: the next vote replaces its attribute's earlier votes
+    weak_colours = _other_things_colours(ws)
     i = 0
     while i < len(ws):
         w = ws[i]
@@ -302,6 +332,9 @@ def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
             if negated and not says_itself and not attrs <= negated:
                 negated = None  # a phrase of another attribute ends the negation
             covered = negated is not None and not says_itself
+            if "weather" in attrs and ws[i + n:i + n + 1] and ws[i + n] in KEY_MARKS and ws[i + n + 1:i + n + 2] \
+                    and ws[i + n + 1] in OFF_VALUES:
+                covered = True  # "precipitation: none"
             if phrase == ("snow",) and not covered and _on_the_ground(ws, i):
                 hits = [("ground", "snow", STRONG)]
             elif phrase in SECOND_READING:
@@ -312,6 +345,10 @@ def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
             elif says_itself and i + n < len(ws) and attrs & {a for a, _, _ in _TABLE.get((ws[i + n],), ())}:
                 hits = []  # "doesn't move left or right": the negation is about the direction
             hits = [h for h in hits if not (h[0] == "colour" and i in scene_colours)]
+            if i in weak_colours:
+                hits = [(a, v, WEAK if a == "colour" else wt) for a, v, wt in hits]
+            if i + n < len(ws) and ws[i + n] == "down" and all(h[:1] + h[2:] == ("motion", WEAK) for h in hits):
+                hits = []  # "snowflakes drifting down": a generic motion verb before "down" is the weather falling
             if correcting and hits:
                 for attr, _, _ in hits:
                     votes[attr].clear()
