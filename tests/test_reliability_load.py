@@ -24,6 +24,8 @@ def test_twenty_controllers_lose_no_event_and_the_sessions_keep_their_fps():
     assert events["applied"] >= events["sent"] // 4  # seeds and game events apply; prompts coalesce
     assert set(events["errors"]) <= {"TOO_MANY_PENDING"}, events["errors"]
     # Alone on the 2-core VM the sessions keep 100 % of their frames; with another job on the
-    # machine, 83-89 %. A starved generator (the full soak here) keeps about a third.
+    # machine, 83-89 %, and once 72 % in a clean-clone CI run (2026-12-04). A starved generator (the
+    # full soak here) keeps about a third. The frame rate itself is `longlive soak`'s figure
+    # (RELIABILITY.md); this bound only tells a kept rate from a starved one.
     for session, frames in figures["frames"].items():
-        assert frames["kept"] >= 0.75, (session, frames)
+        assert frames["kept"] >= 0.5, (session, frames)
