@@ -99,6 +99,7 @@ def test_canonical_sentences_are_training_sentences():
     ("a cube under a dark sky", {"shape": "cube", "sky": "night"}),
     ("a purple cube, moody blue tones", {"shape": "cube", "colour": "purple"}),
     ("a cube under a bright blue daytime sky", {"shape": "cube", "sky": "day"}),  # sky words between colour and sky
+    ("a red ball -- no, a blue one", {"colour": "blue", "shape": "ball"}),  # a run of dashes is one clause mark
     # a correction word (or "no" before a comma): the next mention replaces that attribute's earlier ones
     ("a red ball, no, a blue one", {"colour": "blue", "shape": "ball"}),
     ("a cube moving right, I mean left", {"shape": "cube", "motion": "left"}),

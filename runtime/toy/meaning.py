@@ -183,11 +183,18 @@ def _phrase_table() -> dict[tuple[str, ...], list[tuple[str, str, int]]]:
 
 _TABLE = _phrase_table()
 _LONGEST = max(map(len, _TABLE))
-_SHAPE_WORDS = frozenset(w for ps in LEXICON["shape"].values() for p in ps for w in p.rstrip("~").split())
-_COLOUR_WORDS = frozenset(w for ps in LEXICON["colour"].values() for p in ps for w in p.split()) | UNPAINTED
-_SKY_WORDS = frozenset(w for ps in LEXICON["sky"].values() for p in ps for w in p.rstrip("~").split()) - SCENE_NOUNS
-_SAYS_NOTHING = FILLER | NEGATORS | CORRECTIONS | CLAUSE_MARKS  # words outside the phrases that are not unknown
 _PHRASE_WORDS = frozenset(w for phrase in _TABLE for w in phrase)
+
+
+def _words_of(attr: str) -> frozenset[str]:
+    """Every word of the phrases that name a value of `attr`."""
+    return frozenset(w for phrase, hits in _TABLE.items() if any(a == attr for a, _, _ in hits) for w in phrase)
+
+
+_SHAPE_WORDS = _words_of("shape")
+_COLOUR_WORDS = _words_of("colour") | UNPAINTED
+_SKY_WORDS = _words_of("sky") - SCENE_NOUNS
+_SAYS_NOTHING = FILLER | NEGATORS | CORRECTIONS | CLAUSE_MARKS  # words outside the phrases that are not unknown
 _KNOWN = _PHRASE_WORDS | _SAYS_NOTHING
 
 
@@ -257,15 +264,11 @@ def _other_things_colours(ws: list[str]) -> set[int]:
             and not any(x in _SHAPE_WORDS for x in ws[i + 2:i + 4])}
 
 
-def words(text: str) -> list[str]:
-    """Lowercased words; punctuation, apostrophes and digits separate words."""
-    return re.findall(r"[a-z]+", text.lower())
-
-
 def _words_and_marks(text: str) -> list[str]:
-    """`words`, with the clause marks between them kept as words (a hyphen only between spaces, a full
-    stop only where no letter follows: "Terrain.SNOW" is one name)."""
-    return re.findall(r"[a-z]+|[,;:!?|=()\u2013\u2014]|\.(?![a-z])|(?<=\s)-+(?=\s)", text.lower())
+    """Lowercased words (apostrophes and digits separate them) and the clause marks between them: a dash
+    only between spaces ("--" is one mark), a full stop only where no letter follows ("Terrain.SNOW" is
+    one name)."""
+    return re.findall(r"[a-z]+|[,;:!?|=()\u2013\u2014]|\.(?![a-z])|(?<=\s)-(?=-*\s)", text.lower())
 
 
 Votes = dict[str, dict[str, list[int]]]  # attribute -> value -> [weight, index of the last mention]
@@ -328,12 +331,12 @@ def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
             if not hits:
                 continue
             attrs = {attr for attr, _, _ in hits}
+            after = ws[i + n:i + n + 2]  # the two words after the phrase
             says_itself = any(x in NEGATORS for x in phrase)  # "no rain", "not moving"
             if negated and not says_itself and not attrs <= negated:
                 negated = None  # a phrase of another attribute ends the negation
             covered = negated is not None and not says_itself
-            if "weather" in attrs and ws[i + n:i + n + 1] and ws[i + n] in KEY_MARKS and ws[i + n + 1:i + n + 2] \
-                    and ws[i + n + 1] in OFF_VALUES:
+            if "weather" in attrs and len(after) == 2 and after[0] in KEY_MARKS and after[1] in OFF_VALUES:
                 covered = True  # "precipitation: none"
             if phrase == ("snow",) and not covered and _on_the_ground(ws, i):
                 hits = [("ground", "snow", STRONG)]
@@ -342,12 +345,12 @@ def _scan(ws: list[str], scene_colours: set[int]) -> tuple[Votes, list[str]]:
                 hits = []
             if covered:  # "not a drop of rain": clear, weakly (an affirmed weather beats it); others say nothing
                 hits = [("weather", "clear", WEAK)] if "weather" in attrs and hits else []
-            elif says_itself and i + n < len(ws) and attrs & {a for a, _, _ in _TABLE.get((ws[i + n],), ())}:
+            elif says_itself and after and attrs & {a for a, _, _ in _TABLE.get(tuple(after[:1]), ())}:
                 hits = []  # "doesn't move left or right": the negation is about the direction
             hits = [h for h in hits if not (h[0] == "colour" and i in scene_colours)]
             if i in weak_colours:
                 hits = [(a, v, WEAK if a == "colour" else wt) for a, v, wt in hits]
-            if i + n < len(ws) and ws[i + n] == "down" and all(h[:1] + h[2:] == ("motion", WEAK) for h in hits):
+            if after[:1] == ["down"] and all(h[:1] + h[2:] == ("motion", WEAK) for h in hits):
                 hits = []  # "snowflakes drifting down": a generic motion verb before "down" is the weather falling
             if correcting and hits:
                 for attr, _, _ in hits:
