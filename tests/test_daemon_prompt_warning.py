@@ -9,6 +9,7 @@ import pytest
 from plugins import hookimpl
 from plugins.host import PluginHost
 from protocol.client import Controller, RemoteError, Viewer
+from runtime.daemon import cli
 from runtime.daemon.daemon import DaemonConfig
 from runtime.daemon.inprocess import serve_in_thread
 from runtime.pipeline import PromptError, load_pipeline
@@ -64,3 +65,16 @@ def test_unknown_words_are_shown_past_and_named_in_the_acks(pipe):
     assert after.prompt_id == partly_ack.event_id and after.frame > status.frame  # the refusal left the stream as it was
     assert check.verdicts["a blue cube at night"] is None
     assert "'enchanted'" in check.verdicts[PARTLY_READ]
+
+
+def test_send_prints_the_words_it_set_aside(pipe, capsys):
+    config = DaemonConfig(control=TCP, stream=TCP)
+    with serve_in_thread(pipe, config) as daemon:
+        control, stream = daemon.endpoints
+        assert cli.main(["send", PARTLY_READ, "--control", control, "--stream", stream, "--timeout", "30"]) == 0
+        said = capsys.readouterr()
+        assert cli.main(["send", "a red ball at night", "--control", control, "--stream", stream]) == 0
+        clean = capsys.readouterr()
+    assert "takes effect at frame" in said.out
+    assert said.err.startswith("warning: unknown words in prompt:") and "'orchard'" in said.err
+    assert "takes effect at frame" in clean.out and clean.err == ""

@@ -180,6 +180,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"prompt {ack.event_id} was superseded by {ack.superseded_by} before it took effect")
     else:
         print(f"prompt {ack.event_id} takes effect at frame {ack.frame} of session {ack.session}")
+    if ack.warning:  # taken only in part: say which words were set aside
+        print(f"warning: {ack.warning}", file=sys.stderr)
     return 0
 
 
